@@ -1,0 +1,1 @@
+"""The create-order saga orchestrator."""

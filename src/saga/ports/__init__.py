@@ -1,0 +1,1 @@
+"""Interfaces the saga's use cases need from the outside world: storage, messaging, time."""

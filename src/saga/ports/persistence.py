@@ -1,0 +1,146 @@
+"""The persistence port: sagas, their outbox and the inbox, bound by one unit of work.
+
+Every adapter raises the errors below and only these, so use cases never see a
+driver exception.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+
+from saga.domain.messages import Command
+from saga.domain.saga import CreateOrderSaga, SagaStatus
+
+
+class PersistenceError(Exception):
+    """Base of the persistence port's errors."""
+
+
+class StorageUnavailable(PersistenceError):
+    """The database cannot be reached or refused the work; nothing was written."""
+
+
+class ConcurrencyConflict(PersistenceError):
+    """The saga changed since it was read (its version moved); re-read and retry."""
+
+
+class DuplicateSaga(PersistenceError):
+    """A saga with this id already exists."""
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where the next page of a newest-first listing starts (keyset, not offset)."""
+
+    created_at: datetime
+    saga_id: str
+
+
+@dataclass(frozen=True)
+class SagaPage:
+    sagas: list[CreateOrderSaga]
+    next_cursor: PageCursor | None
+
+
+class SagaRepository(ABC):
+    @abstractmethod
+    def add(self, saga: CreateOrderSaga) -> None:
+        """Stores a new saga. Raises DuplicateSaga if its id is taken (at commit at the latest)."""
+
+    @abstractmethod
+    def get(self, saga_id: str) -> CreateOrderSaga | None:
+        """The saga as last committed, or None."""
+
+    @abstractmethod
+    def save(self, saga: CreateOrderSaga) -> None:
+        """Stores a changed saga and bumps its version.
+
+        Raises ConcurrencyConflict if the stored version is not the one read.
+        """
+
+    @abstractmethod
+    def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
+        """Sagas newest first (created_at, then id), optionally of one status."""
+
+    @abstractmethod
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """Ids of sagas whose deadline (`due_at`) has passed, earliest first."""
+
+    @abstractmethod
+    def count_by_status(self) -> dict[SagaStatus, int]:
+        """How many sagas are in each status."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A command waiting in the outbox, as claimed by a relay."""
+
+    id: int
+    command: Command
+    attempts: int
+
+
+class Outbox(ABC):
+    @abstractmethod
+    def add(self, commands: Sequence[Command]) -> None:
+        """Queues commands; they become visible to relays when the unit of work commits."""
+
+    @abstractmethod
+    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
+        """Takes up to `limit` unsent entries that are due, oldest first.
+
+        A claimed entry is hidden from other relays until `now + lease`, so a relay
+        that dies mid-send loses nothing: its entries come back when the lease ends.
+        """
+
+    @abstractmethod
+    def mark_sent(self, entry_ids: Sequence[int], now: datetime) -> None:
+        """Records that these entries reached the transport."""
+
+    @abstractmethod
+    def retry_later(self, entry_id: int, at: datetime, error: str) -> None:
+        """Puts an entry back, due again at `at`, after a failed send."""
+
+    @abstractmethod
+    def pending_count(self) -> int:
+        """Entries not yet sent."""
+
+
+class Inbox(ABC):
+    @abstractmethod
+    def record(self, message_id: str, saga_id: str, now: datetime) -> bool:
+        """Records a consumed message id; False if it was already recorded (a duplicate)."""
+
+
+class UnitOfWork(ABC):
+    """One transaction over sagas, outbox and inbox; rolled back unless committed."""
+
+    sagas: SagaRepository
+    outbox: Outbox
+    inbox: Inbox
+
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Makes the work durable. Raises ConcurrencyConflict, DuplicateSaga or StorageUnavailable."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Discards uncommitted work; harmless after commit."""
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

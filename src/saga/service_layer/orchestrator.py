@@ -1,0 +1,176 @@
+"""The saga's use cases: start a saga, apply an event, act on passed deadlines, cancel.
+
+Each use case is one unit of work: the saga, the commands it decided to send (into
+the outbox) and the id of the message it consumed (into the inbox) are written in
+one transaction, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from enum import StrEnum
+
+from saga.domain.messages import Command, Event
+from saga.domain.money import InvalidOrder, OrderLimits, order_total_cents
+from saga.domain.policy import SagaPolicy
+from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.ports.clock import Clock
+from saga.ports.persistence import ConcurrencyConflict, PageCursor, SagaPage, UnitOfWork, UnitOfWorkFactory
+from saga.service_layer.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MAX_CUSTOMER_ID_LENGTH = 200
+CONFLICT_RETRIES = 5
+
+
+class EventOutcome(StrEnum):
+    APPLIED = "applied"
+    IGNORED = "ignored"
+    """The event did not fit the saga's state; recorded in its history, nothing changed."""
+    DUPLICATE = "duplicate"
+    """Its message_id was processed before."""
+    UNKNOWN_SAGA = "unknown_saga"
+
+
+class SagaOrchestrator:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        policy: SagaPolicy,
+        metrics: Metrics,
+        limits: OrderLimits = OrderLimits(),
+        outbox_written: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._policy = policy
+        self._metrics = metrics
+        self._limits = limits
+        self._outbox_written = outbox_written
+        """Called after a commit that queued commands, so a relay can send them at once."""
+
+    def start(self, customer_id: object, order_details: object) -> CreateOrderSaga:
+        """Starts a saga for a new order. Raises InvalidOrder when the request is unusable."""
+        if not isinstance(customer_id, str) or not customer_id.strip():
+            raise InvalidOrder("customer_id must be a non-empty string")
+        if len(customer_id) > MAX_CUSTOMER_ID_LENGTH:
+            raise InvalidOrder(f"customer_id must be at most {MAX_CUSTOMER_ID_LENGTH} characters")
+        if not isinstance(order_details, dict):
+            raise InvalidOrder("order_details must be a JSON object")
+        amount_cents = order_total_cents(order_details, self._limits)
+        currency = order_details.get("currency", self._policy.default_currency)
+        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+            raise InvalidOrder("order_details.currency must be a three-letter code")
+        saga, commands = CreateOrderSaga.start(
+            str(uuid.uuid4()), customer_id, order_details, amount_cents, currency.upper(), self._clock.now(), self._policy
+        )
+        with self._uow_factory() as uow:
+            uow.sagas.add(saga)
+            uow.outbox.add(commands)
+            uow.commit()
+        self._metrics.count("sagas_started")
+        self._sent(commands)
+        log.info("saga %s started for customer %s, %d cents", saga.id, customer_id, amount_cents)
+        return saga
+
+    def apply_event(self, event: Event) -> EventOutcome:
+        """Applies a participant's event to its saga, at most once per message_id."""
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                outcome = self._apply_once(event)
+            except ConcurrencyConflict:
+                self._metrics.count("concurrency_conflicts")
+                continue
+            self._metrics.count(f"events_{outcome.value}")
+            if outcome is not EventOutcome.APPLIED:
+                log.info("event %s for saga %s: %s", event.type, event.saga_id, outcome.value)
+            return outcome
+        raise ConcurrencyConflict(f"saga {event.saga_id} kept changing while applying {event.type}")
+
+    def _apply_once(self, event: Event) -> EventOutcome:
+        now = self._clock.now()
+        with self._uow_factory() as uow:
+            saga = uow.sagas.get(event.saga_id)
+            if saga is None:
+                return EventOutcome.UNKNOWN_SAGA
+            if event.message_id is not None and not uow.inbox.record(event.message_id, saga.id, now):
+                return EventOutcome.DUPLICATE
+            ignored_before = saga.ignored_events
+            commands = saga.handle(event, now, self._policy)
+            self._store(uow, saga, commands)
+            ignored = saga.ignored_events > ignored_before
+        self._sent(commands)
+        self._log_status(saga)
+        return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
+
+    def sweep_deadlines(self, limit: int = 500) -> int:
+        """Acts on every saga whose deadline has passed; returns how many were acted on."""
+        now = self._clock.now()
+        with self._uow_factory() as uow:
+            due = uow.sagas.due(now, limit)
+        acted = 0
+        for saga_id in due:
+            try:
+                acted += self._on_deadline(saga_id)
+            except ConcurrencyConflict:
+                # An event moved the saga meanwhile; the next sweep sees its new deadline.
+                self._metrics.count("concurrency_conflicts")
+        return acted
+
+    def _on_deadline(self, saga_id: str) -> int:
+        now = self._clock.now()
+        with self._uow_factory() as uow:
+            saga = uow.sagas.get(saga_id)
+            if saga is None or saga.due_at is None or saga.due_at > now:
+                return 0
+            commands = saga.on_deadline(now, self._policy)
+            self._store(uow, saga, commands)
+        self._metrics.count("deadlines_passed")
+        self._sent(commands)
+        self._log_status(saga)
+        return 1
+
+    def cancel(self, saga_id: str, reason: str) -> CreateOrderSaga | None:
+        """Undoes a saga still moving forward; it ends CANCELLED. None if the saga is unknown."""
+        for _ in range(CONFLICT_RETRIES):
+            now = self._clock.now()
+            try:
+                with self._uow_factory() as uow:
+                    saga = uow.sagas.get(saga_id)
+                    if saga is None:
+                        return None
+                    commands = saga.cancel(reason, now, self._policy)
+                    if commands or saga.status is SagaStatus.CANCELLED:
+                        self._store(uow, saga, commands)
+            except ConcurrencyConflict:
+                continue
+            self._sent(commands)
+            return saga
+        raise ConcurrencyConflict(f"saga {saga_id} kept changing while cancelling")
+
+    def get(self, saga_id: str) -> CreateOrderSaga | None:
+        with self._uow_factory() as uow:
+            return uow.sagas.get(saga_id)
+
+    def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
+        with self._uow_factory() as uow:
+            return uow.sagas.page(status, limit, after)
+
+    def _store(self, uow: UnitOfWork, saga: CreateOrderSaga, commands: list[Command]) -> None:
+        uow.sagas.save(saga)
+        uow.outbox.add(commands)
+        uow.commit()
+
+    def _sent(self, commands: list[Command]) -> None:
+        if commands:
+            self._metrics.count("commands_queued", len(commands))
+            self._outbox_written()
+
+    def _log_status(self, saga: CreateOrderSaga) -> None:
+        if saga.status.is_final:
+            log.info("saga %s ended %s%s", saga.id, saga.status, f": {saga.error}" if saga.error else "")
+
