@@ -168,7 +168,8 @@ def parse_event(body: object) -> Event:
         raise BadMessage("timestamp must be an ISO 8601 string")
     try:
         timestamp = parse_timestamp(stamp)
-    except ValueError:
+        timestamp.astimezone(timezone.utc)  # a moment that cannot be expressed in UTC is unusable
+    except (ValueError, OverflowError):
         raise BadMessage("timestamp must be an ISO 8601 string") from None
     payload = body.get("payload")
     if not isinstance(payload, dict):
@@ -187,7 +188,7 @@ def parse_event(body: object) -> Event:
 def decode_event(raw: bytes | str) -> Event:
     """Parses raw JSON (UTF-8) into an Event. Raises BadMessage for anything unusable."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadMessage("not valid UTF-8 JSON") from None
     return parse_event(body)

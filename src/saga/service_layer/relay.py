@@ -35,6 +35,7 @@ class OutboxRelay:
         lease: timedelta = timedelta(seconds=30),
         retry_base: timedelta = timedelta(milliseconds=200),
         retry_max: timedelta = timedelta(seconds=30),
+        give_up_after: timedelta = timedelta(seconds=30),
     ) -> None:
         self._uow_factory = uow_factory
         self._publisher = publisher
@@ -45,6 +46,10 @@ class OutboxRelay:
         self._lease = lease
         self._retry_base = retry_base
         self._retry_max = retry_max
+        self._give_up_after = give_up_after
+        """Past this age an undelivered command is dropped: by then the saga's deadline has
+        queued its re-send (same message_id) or moved on, and a stale copy arriving late
+        (a create_order after its cancel_order, say) would do harm."""
 
     def run_once(self) -> int:
         """Sends one batch of due entries; returns how many were claimed (0: outbox is idle)."""
@@ -59,6 +64,14 @@ class OutboxRelay:
         replies: list[Event] = []
         with self._uow_factory() as uow:
             for entry, result in zip(entries, results, strict=True):
+                if isinstance(result, Undelivered) and now - entry.command.timestamp >= self._give_up_after:
+                    sent.append(entry.id)
+                    self._metrics.count("commands_expired")
+                    log.warning(
+                        "command %s of saga %s dropped undelivered after %.0fs (%s); the saga's deadline decides",
+                        entry.command.type, entry.command.saga_id, self._give_up_after.total_seconds(), result.reason,
+                    )
+                    continue
                 if isinstance(result, Undelivered):
                     delay = self._retry_delay(entry.attempts)
                     uow.outbox.retry_later(entry.id, now + delay, result.reason)
@@ -77,7 +90,7 @@ class OutboxRelay:
                     replies.append(result.reply)
             uow.outbox.mark_sent(sent, now)
             uow.commit()
-        self._metrics.count("commands_sent", len(sent))
+        self._metrics.count("commands_sent", sum(1 for r in results if not isinstance(r, Undelivered)))
         for reply in replies:
             self._orchestrator.apply_event(reply)
         return len(entries)

@@ -1,0 +1,211 @@
+"""Settings from the environment, with the seed's variable names, checked at start.
+
+An invalid value raises ConfigError whose message is the one line the operator reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TypeVar
+
+from saga.adapters.simulated_participants import SIMULATABLE_ACTIONS
+from saga.domain.messages import Participant
+from saga.domain.policy import SagaPolicy
+
+T = TypeVar("T")
+TRANSPORTS = ("memory", "kafka", "http")
+DEFAULT_TOPICS = {
+    "order_commands": "order_commands",
+    "user_commands": "user_commands",
+    "payment_commands": "payment_commands",
+    "timer_commands": "timer_commands",
+    "order_events": "order_events",
+    "user_events": "user_events",
+    "payment_events": "payment_events",
+    "timer_events": "timer_events",
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "create-order-saga-orchestrator"
+    topics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
+    dead_letter_topic: str = "create_order_saga_dlq"
+    partitions: int = 4
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    fetch_max_wait_ms: int = 100
+    max_poll_records: int = 500
+    replication_factor: int = -1
+    """Replicas of each created topic; -1 takes the broker's default.replication.factor."""
+    auto_offset_reset: str = "earliest"
+    """Where a new consumer group starts: earliest, so events sent before its first join are not skipped."""
+    connect_timeout_ms: int = 5_000
+    """How long one connection attempt or metadata wait may take before the broker counts as unreachable."""
+    request_timeout_ms: int = 15_000
+    delivery_timeout_ms: int = 20_000
+    """How long a publish waits for the broker's acknowledgement; below the outbox lease (30 s)."""
+    linger_ms: int = 5
+    retry_backoff_max_ms: int = 10_000
+    """Longest pause between attempts while the broker or the database cannot be reached."""
+
+    def __post_init__(self) -> None:
+        # kafka-python refuses these combinations only when a client is built, which
+        # would be a retry loop at run time instead of one clear line at start.
+        if self.replication_factor == 0:
+            raise ConfigError("SAGA_KAFKA_REPLICATION_FACTOR must be -1 (broker default) or at least 1")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ConfigError("SAGA_KAFKA_HEARTBEAT_INTERVAL_MS must be below SAGA_KAFKA_SESSION_TIMEOUT_MS")
+        if self.fetch_max_wait_ms >= self.request_timeout_ms:
+            raise ConfigError("SAGA_KAFKA_FETCH_MAX_WAIT_MS must be below SAGA_KAFKA_REQUEST_TIMEOUT_MS")
+
+    def command_topic(self, participant: Participant) -> str:
+        return self.topics[f"{participant.value}_commands"]
+
+    def event_topics(self) -> list[str]:
+        return [self.topics[f"{participant.value}_events"] for participant in Participant]
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    service_urls: Mapping[Participant, str] = field(default_factory=dict)
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    events_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///saga.db"
+    transport: str = "memory"
+    host: str = "127.0.0.1"
+    port: int = 3101
+    policy: SagaPolicy = field(default_factory=SagaPolicy)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    simulate_fail_step: str | None = None
+    max_body_bytes: int = 64 * 1024
+    relay_poll_seconds: float = 1.0
+    sweep_interval_seconds: float = 1.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = Environment(os.environ if environ is None else environ)
+        kafka_servers = env.text("KAFKA_BOOTSTRAP_SERVERS")
+        transport = env.choice("SAGA_TRANSPORT", TRANSPORTS, "kafka" if kafka_servers else "memory")
+        if transport == "kafka" and not kafka_servers:
+            raise ConfigError("SAGA_TRANSPORT=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+        service_urls = {
+            Participant.ORDER: env.text("ORDER_SERVICE_URL"),
+            Participant.USER: env.text("USER_SERVICE_URL"),
+            Participant.PAYMENT: env.text("PAYMENT_SERVICE_URL"),
+            Participant.TIMER: env.text("SCHEDULER_SERVICE_URL"),
+        }
+        if transport == "http":
+            missing = [name for name, url in zip(HTTP_URL_VARIABLES, service_urls.values()) if not url]
+            if missing:
+                raise ConfigError(f"SAGA_TRANSPORT=http needs {', '.join(missing)}")
+        for name, url in zip(HTTP_URL_VARIABLES, service_urls.values()):
+            if url and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
+        fail_step = env.text("SAGA_SIMULATE_FAIL_STEP")
+        if fail_step and fail_step not in SIMULATABLE_ACTIONS:
+            raise ConfigError(f"SAGA_SIMULATE_FAIL_STEP must be one of {', '.join(SIMULATABLE_ACTIONS)}, got {fail_step!r}")
+        try:
+            policy = SagaPolicy(
+                step_deadline=timedelta(seconds=env.number("SAGA_STEP_DEADLINE_SECONDS", float, 30.0)),
+                step_resends=env.number("SAGA_STEP_RESENDS", int, 3),
+                compensation_attempts=env.number("SAGA_COMPENSATION_ATTEMPTS", int, 5),
+                compensation_backoff=timedelta(seconds=env.number("SAGA_COMPENSATION_BACKOFF_SECONDS", float, 1.0)),
+                order_timer=timedelta(minutes=env.number("SAGA_ORDER_TIMER_MINUTES", float, 30.0)),
+                default_currency=env.text("SAGA_CURRENCY") or "USD",
+            )
+        except ValueError as error:
+            raise ConfigError(f"invalid saga policy: {error}") from None
+        topics = {name: env.text(f"SAGA_TOPIC_{name.upper()}") or default for name, default in DEFAULT_TOPICS.items()}
+        return cls(
+            database_url=env.text("DATABASE_URL") or "sqlite:///saga.db",
+            transport=transport,
+            host=env.text("SAGA_HOST") or "127.0.0.1",
+            port=env.number("PORT", int, 3101, low=1, high=65535),
+            policy=policy,
+            kafka=KafkaSettings(
+                bootstrap_servers=kafka_servers or "localhost:9092",
+                group_id=env.text("SAGA_KAFKA_GROUP_ID") or "create-order-saga-orchestrator",
+                topics=topics,
+                dead_letter_topic=env.text("SAGA_KAFKA_DLQ_TOPIC") or "create_order_saga_dlq",
+                partitions=env.number("SAGA_KAFKA_PARTITIONS", int, 4, low=1),
+                session_timeout_ms=env.number("SAGA_KAFKA_SESSION_TIMEOUT_MS", int, 10_000, low=1),
+                heartbeat_interval_ms=env.number("SAGA_KAFKA_HEARTBEAT_INTERVAL_MS", int, 3_000, low=1),
+                fetch_max_wait_ms=env.number("SAGA_KAFKA_FETCH_MAX_WAIT_MS", int, 100, low=0),
+                max_poll_records=env.number("SAGA_KAFKA_MAX_POLL_RECORDS", int, 500, low=1),
+                replication_factor=env.number("SAGA_KAFKA_REPLICATION_FACTOR", int, -1, low=-1),
+                auto_offset_reset=env.choice("SAGA_KAFKA_AUTO_OFFSET_RESET", ("earliest", "latest"), "earliest"),
+                connect_timeout_ms=env.number("SAGA_KAFKA_CONNECT_TIMEOUT_MS", int, 5_000, low=1),
+                request_timeout_ms=env.number("SAGA_KAFKA_REQUEST_TIMEOUT_MS", int, 15_000, low=1),
+                delivery_timeout_ms=env.number("SAGA_KAFKA_DELIVERY_TIMEOUT_MS", int, 20_000, low=1),
+                linger_ms=env.number("SAGA_KAFKA_LINGER_MS", int, 5, low=0),
+                retry_backoff_max_ms=env.number("SAGA_KAFKA_RETRY_BACKOFF_MAX_MS", int, 10_000, low=1),
+            ),
+            http=HttpSettings(
+                service_urls={p: url.rstrip("/") for p, url in service_urls.items() if url},
+                connect_timeout=env.number("SAGA_HTTP_CONNECT_TIMEOUT_SECONDS", float, 2.0, low=0.001),
+                read_timeout=env.number("SAGA_HTTP_READ_TIMEOUT_SECONDS", float, 10.0, low=0.001),
+                events_token=env.text("SAGA_EVENTS_TOKEN"),
+            ),
+            simulate_fail_step=fail_step,
+            max_body_bytes=env.number("SAGA_MAX_BODY_BYTES", int, 64 * 1024, low=256),
+            relay_poll_seconds=env.number("SAGA_RELAY_POLL_SECONDS", float, 1.0, low=0.001),
+            sweep_interval_seconds=env.number("SAGA_SWEEP_INTERVAL_SECONDS", float, 1.0, low=0.001),
+            log_level=env.choice("SAGA_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        )
+
+    @property
+    def uses_sql(self) -> bool:
+        return not self.database_url.startswith("memory:")
+
+
+HTTP_URL_VARIABLES = ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL", "SCHEDULER_SERVICE_URL")
+
+
+class Environment:
+    """Typed reads of environment variables, each failing with the variable's name."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(name) or default
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def number(
+        self, name: str, kind: Callable[[str], T], default: T, low: float | None = None, high: float | None = None
+    ) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
+        number = float(value)  # type: ignore[arg-type]
+        if (low is not None and number < low) or (high is not None and number > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{name} must be {bounds}, got {raw!r}")
+        return value

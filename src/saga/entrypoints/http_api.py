@@ -1,0 +1,252 @@
+"""The orchestrator's HTTP API (Starlette): parse, call a use case, map errors to statuses.
+
+Every client mistake is a JSON error with a 4xx status; the use cases run in the
+thread pool because storage is blocking.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from saga.domain.messages import JsonObject
+from saga.domain.money import InvalidOrder
+from saga.domain.saga import SagaStatus
+from saga.entrypoints.container import Container
+from saga.entrypoints.openapi import OPENAPI
+from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
+from saga.ports.persistence import PersistenceError, StorageUnavailable
+from saga.service_layer.intake import EventIntake
+from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+PROBE_SAGA_ID = "00000000-0000-0000-0000-000000000000"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"success": False, "error": message}, status_code=status)
+
+
+def _saga_id(request: Request) -> str:
+    try:
+        return str(uuid.UUID(request.path_params["saga_id"]))
+    except ValueError:
+        raise ApiError(400, "saga_id must be a UUID") from None
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(415, "Content-Type must be application/json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"body must be at most {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, f"body must be at most {max_bytes} bytes")
+    return bytes(body)
+
+
+def parse_object(body: bytes) -> JsonObject:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "body is not valid UTF-8 JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return value
+
+
+class SagaApi:
+    """The endpoints, bound to the services they call."""
+
+    def __init__(self, container: Container) -> None:
+        settings = container.settings()
+        self._orchestrator: SagaOrchestrator = container.orchestrator()
+        self._intake: EventIntake = container.intake()
+        self._container = container
+        self._max_body = settings.max_body_bytes
+        self._events_token = settings.http.events_token
+
+    async def create_order(self, request: Request) -> Response:
+        body = parse_object(await read_body(request, self._max_body))
+        try:
+            saga = await run_in_threadpool(self._orchestrator.start, body.get("customer_id"), body.get("order_details"))
+        except InvalidOrder as invalid:
+            raise ApiError(400, str(invalid)) from None
+        return JSONResponse(
+            {"success": True, "saga_id": saga.id, "status": saga.status.value},
+            status_code=202,
+            headers={"Location": f"/api/sagas/{saga.id}"},
+        )
+
+    async def get_saga(self, request: Request) -> Response:
+        saga_id = _saga_id(request)
+        saga = await run_in_threadpool(self._orchestrator.get, saga_id)
+        if saga is None:
+            raise ApiError(404, f"no saga {saga_id}")
+        return JSONResponse(saga_json(saga))
+
+    async def list_sagas(self, request: Request) -> Response:
+        params = request.query_params
+        status = None
+        if params.get("status"):
+            try:
+                status = SagaStatus(params["status"].upper())
+            except ValueError:
+                allowed = "|".join(s.value for s in SagaStatus)
+                raise ApiError(400, f"status must be one of {allowed}") from None
+        raw_limit = params.get("limit", str(DEFAULT_PAGE_SIZE))
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
+            raise ApiError(400, f"limit must be an integer between 1 and {MAX_PAGE_SIZE}")
+        limit = int(raw_limit)
+        after = None
+        if params.get("cursor"):
+            try:
+                after = decode_cursor(params["cursor"])
+            except ValueError as bad:
+                raise ApiError(400, str(bad)) from None
+        page = await run_in_threadpool(self._orchestrator.page, status, limit, after)
+        headers = {}
+        if page.next_cursor is not None:
+            next_url = request.url.include_query_params(cursor=encode_cursor(page.next_cursor), limit=limit)
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return JSONResponse([saga_json(saga) for saga in page.sagas], headers=headers)
+
+    async def cancel_saga(self, request: Request) -> Response:
+        saga_id = _saga_id(request)
+        reason = "requested by client"
+        if request.headers.get("content-length", "0") not in ("", "0"):
+            body = parse_object(await read_body(request, self._max_body))
+            if body.get("reason") is not None:
+                if not isinstance(body["reason"], str) or len(body["reason"]) > 500:
+                    raise ApiError(400, "reason must be a string of at most 500 characters")
+                reason = body["reason"]
+        saga = await run_in_threadpool(self._orchestrator.cancel, saga_id, reason)
+        if saga is None:
+            raise ApiError(404, f"no saga {saga_id}")
+        if not saga.cancel_requested:
+            raise ApiError(409, f"saga is {saga.status.value}; only a STARTED saga can be cancelled")
+        return JSONResponse({"success": True, "saga_id": saga.id, "status": saga.status.value}, status_code=202)
+
+    async def receive_event(self, request: Request) -> Response:
+        if self._events_token is not None:
+            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            # The scheme name is case-insensitive (RFC 9110); the token itself is not.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self._events_token.encode()):
+                raise ApiError(401, "a valid bearer token is required")
+        raw = await read_body(request, self._max_body)
+        result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")
+        if result.outcome is EventOutcome.UNKNOWN_SAGA:
+            raise ApiError(404, result.problem or "unknown saga")
+        if result.problem is not None or result.outcome is None:
+            raise ApiError(400, result.problem or "bad event")
+        return JSONResponse({"success": True, "outcome": result.outcome.value}, status_code=202)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        problems = await run_in_threadpool(self._readiness_problems)
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    def _readiness_problems(self) -> dict[str, str]:
+        problems = {}
+        try:
+            # A read through the port proves the database answers, whatever the adapter.
+            self._orchestrator.get(PROBE_SAGA_ID)
+        except PersistenceError as error:
+            problems["database"] = str(error) or type(error).__name__
+        transport_problem = self._container.publisher().healthy()
+        if transport_problem is not None:
+            problems["transport"] = transport_problem
+        return problems
+
+    async def metrics(self, request: Request) -> Response:
+        counters = self._container.metrics().snapshot()
+        return JSONResponse({"counters": counters})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail))
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("storage unavailable: %s", exc)
+    return error_response(503, "storage is unavailable; try again later")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error")
+
+
+def create_app(container: Container, run_worker: bool = True) -> Starlette:
+    """The ASGI app; with `run_worker`, the process also relays commands, takes in events and sweeps deadlines."""
+    api = SagaApi(container)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        worker = container.worker() if run_worker else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await run_in_threadpool(worker.stop)
+            container.publisher().close()
+
+    routes = [
+        Route("/api/orders", api.create_order, methods=["POST"]),
+        Route("/api/sagas", api.list_sagas, methods=["GET"]),
+        Route("/api/sagas/{saga_id}", api.get_saga, methods=["GET"]),
+        Route("/api/sagas/{saga_id}/cancel", api.cancel_saga, methods=["POST"]),
+        Route("/api/events", api.receive_event, methods=["POST"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Any]] = {
+        ApiError: _api_error,
+        HTTPException: _http_error,
+        StorageUnavailable: _storage_unavailable,
+        Exception: _unexpected,
+    }
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

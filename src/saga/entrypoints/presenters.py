@@ -1,0 +1,60 @@
+"""How a saga looks in JSON, and the opaque cursor of a listing page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from saga.domain.messages import JsonObject, format_timestamp
+from saga.domain.saga import CreateOrderSaga
+from saga.ports.persistence import PageCursor
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+def saga_json(saga: CreateOrderSaga) -> JsonObject:
+    awaiting = saga.awaiting
+    return {
+        "id": saga.id,
+        "customer_id": saga.customer_id,
+        "status": saga.status.value,
+        "current_step": saga.current_step.value,
+        "error": saga.error,
+        "order_id": saga.order_id,
+        "payment_id": saga.payment_id,
+        "amount_cents": saga.amount_cents,
+        "currency": saga.currency,
+        "order_details": saga.order_details,
+        "created_at": _time(saga.created_at),
+        "updated_at": _time(saga.updated_at),
+        "completed_at": _time(saga.completed_at),
+        "awaiting": None
+        if awaiting is None
+        else {"command": awaiting.command_type, "attempts": awaiting.attempts, "due_at": _time(awaiting.due_at)},
+        "pending_compensations": [compensation.value for compensation in saga.compensations],
+        "ignored_events": saga.ignored_events,
+        "version": saga.version,
+        "history": [entry.to_dict() for entry in saga.history],
+    }
+
+
+def encode_cursor(cursor: PageCursor) -> str:
+    raw = json.dumps([format_timestamp(cursor.created_at), cursor.saga_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> PageCursor:
+    """Raises ValueError for a cursor this service did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        created_at, saga_id = json.loads(raw)
+        moment = datetime.fromisoformat(created_at)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise ValueError("cursor is not one this service issued") from None
+    if moment.tzinfo is None or not isinstance(saga_id, str):
+        raise ValueError("cursor is not one this service issued")
+    return PageCursor(moment, saga_id)

@@ -1,0 +1,114 @@
+"""Background work of an orchestrator process: take in events, relay the outbox, sweep deadlines.
+
+Each loop runs in its own daemon thread and survives any error: it logs, waits a
+little, and goes on, so a database or broker outage never stops the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from saga.adapters.memory_transport import InMemoryTransport
+from saga.service_layer.intake import EventIntake
+from saga.service_layer.orchestrator import SagaOrchestrator
+from saga.service_layer.relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+ERROR_PAUSE_SECONDS = 1.0
+
+
+class EventSource(Protocol):
+    """Feeds events from a transport to the intake until `stop` is set."""
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+class MemoryEventPump:
+    """Takes the in-memory transport's queued replies to the intake."""
+
+    def __init__(self, transport: InMemoryTransport, intake: EventIntake) -> None:
+        self._transport = transport
+        self._intake = intake
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            raw = self._transport.next_event(timeout=0.2)
+            if raw is not None:
+                self._intake.receive(raw, "memory")
+
+    def drain(self) -> int:
+        """Applies every queued event without waiting; returns how many."""
+        handled = 0
+        while (raw := self._transport.next_event()) is not None:
+            self._intake.receive(raw, "memory")
+            handled += 1
+        return handled
+
+
+class BackgroundWorker:
+    def __init__(
+        self,
+        relay: OutboxRelay,
+        orchestrator: SagaOrchestrator,
+        wakeup: threading.Event,
+        sources: Sequence[EventSource],
+        relay_poll_seconds: float,
+        sweep_interval_seconds: float,
+    ) -> None:
+        self._relay = relay
+        self._orchestrator = orchestrator
+        self._wakeup = wakeup
+        self._sources = list(sources)
+        self._relay_poll_seconds = relay_poll_seconds
+        self._sweep_interval_seconds = sweep_interval_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stop.clear()
+        loops: list[tuple[str, Callable[[], None]]] = [
+            ("outbox-relay", self._relay_loop),
+            ("deadline-sweeper", self._sweep_loop),
+        ]
+        loops += [(f"events-{index}", self._source_loop(source)) for index, source in enumerate(self._sources)]
+        for name, loop in loops:
+            thread = threading.Thread(target=self._guarded, args=(name, loop), name=f"saga-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wakeup.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _guarded(self, name: str, loop: Callable[[], None]) -> None:
+        while not self._stop.is_set():
+            try:
+                loop()
+            except Exception:
+                log.exception("%s loop failed; resuming in %.0fs", name, ERROR_PAUSE_SECONDS)
+                self._stop.wait(ERROR_PAUSE_SECONDS)
+
+    def _relay_loop(self) -> None:
+        while not self._stop.is_set():
+            # Woken by a commit that queued commands; the timeout is only the fallback
+            # for commands queued by another process or put back for a later retry.
+            self._wakeup.wait(self._relay_poll_seconds)
+            self._wakeup.clear()
+            while not self._stop.is_set() and self._relay.run_once() > 0:
+                pass
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self._sweep_interval_seconds):
+            self._orchestrator.sweep_deadlines()
+
+    def _source_loop(self, source: EventSource) -> Callable[[], None]:
+        return lambda: source.run(self._stop)

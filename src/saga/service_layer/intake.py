@@ -1,0 +1,47 @@
+"""Event intake: raw bytes from any transport become an applied event, or a clear verdict why not."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from saga.domain.messages import BadMessage, Event, decode_event
+from saga.service_layer.metrics import Metrics
+from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    outcome: EventOutcome | None
+    """What applying did; None when the message was bad."""
+    problem: str | None = None
+    """Why the message was rejected: bad, or naming no saga."""
+    event: Event | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.problem is not None
+
+
+class EventIntake:
+    def __init__(self, orchestrator: SagaOrchestrator, metrics: Metrics) -> None:
+        self._orchestrator = orchestrator
+        self._metrics = metrics
+
+    def receive(self, raw: bytes | str, source: str = "") -> IntakeResult:
+        try:
+            event = decode_event(raw)
+        except BadMessage as bad:
+            self._metrics.count("events_bad")
+            log.warning("bad event%s: %s", f" from {source}" if source else "", bad)
+            return IntakeResult(None, str(bad))
+        return self.apply(event, source)
+
+    def apply(self, event: Event, source: str = "") -> IntakeResult:
+        outcome = self._orchestrator.apply_event(event)
+        if outcome is EventOutcome.UNKNOWN_SAGA:
+            log.warning("event %s%s names no saga: %s", event.type, f" from {source}" if source else "", event.saga_id)
+            return IntakeResult(outcome, f"no saga {event.saga_id}", event)
+        return IntakeResult(outcome, None, event)
