@@ -1,0 +1,131 @@
+"""The HTTP command transport: each command is a `POST {base}/commands` to its participant.
+
+Status mapping (CONTRACT.md, "HTTP fallback transport"): 200 with an event envelope
+answering this command is the reply; 202 means the reply comes later to
+`POST /api/events`; 4xx fails the step; 5xx, connection errors and timeouts are
+transient. Transient failures are not retried here: the outbox relay re-sends them
+with exponential backoff and jitter, so one dead participant never holds the relay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from saga.domain.messages import BadMessage, Command, Event, Participant, parse_event
+from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
+
+log = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 200
+ACCEPTED_STATUSES = (202, 204)
+"""The participant took the command and will answer by `POST /api/events`."""
+
+
+class InvalidReply(ValueError):
+    """A 200 body that cannot stand as this command's reply."""
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The start of a response body on one line, for logs and rejection reasons."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class HttpCommandPublisher(CommandPublisher):
+    def __init__(
+        self,
+        service_urls: Mapping[Participant, str],
+        connect_timeout: float = 2.0,
+        read_timeout: float = 10.0,
+        max_parallel: int = 8,
+        max_reply_bytes: int = 1024 * 1024,
+    ) -> None:
+        missing = [participant.value for participant in Participant if not service_urls.get(participant)]
+        if missing:
+            raise ValueError(f"no service URL for {', '.join(missing)}")
+        self._command_urls = {participant: url.rstrip("/") + "/commands" for participant, url in service_urls.items()}
+        self._timeout = (connect_timeout, read_timeout)
+        self._max_reply_bytes = max_reply_bytes
+        self._session = requests.Session()
+        # One pool per participant host, each as large as the number of parallel sends,
+        # so a batch never waits for a connection or opens throwaway ones.
+        adapter = HTTPAdapter(pool_connections=len(Participant), pool_maxsize=max_parallel, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+        self._senders = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="saga-http-send")
+
+    def publish(self, commands: Sequence[Command]) -> list[SendResult]:
+        if len(commands) == 1:
+            return [self._send(commands[0])]
+        # Parallel sends: one slow participant costs a batch one timeout, not one per command.
+        return list(self._senders.map(self._send, commands))
+
+    def close(self) -> None:
+        self._senders.shutdown(wait=True)
+        self._session.close()
+
+    def _send(self, command: Command) -> SendResult:
+        url = self._command_urls[command.participant]
+        try:
+            with self._session.post(
+                url,
+                data=json.dumps(command.envelope()).encode(),
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                status = response.status_code
+                body = self._read_body(response)
+        except (requests.RequestException, Urllib3Error, OSError) as error:
+            return Undelivered(f"{command.participant} service at {url} unreachable: {type(error).__name__}: {excerpt(str(error))}")
+        if status == 200:
+            return self._reply(command, url, body)
+        if status in ACCEPTED_STATUSES:
+            return Delivered()
+        text = excerpt(body.decode("utf-8", errors="replace"))
+        if 400 <= status < 500:
+            return Rejected(f"{command.participant} service answered {status}: {text}")
+        return Undelivered(f"{command.participant} service answered {status}: {text}")
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            body += chunk
+            if len(body) > self._max_reply_bytes:
+                # Enough to reject or quote it; the rest is not worth reading.
+                break
+        return bytes(body)
+
+    def _reply(self, command: Command, url: str, body: bytes) -> SendResult:
+        try:
+            event = self._parse_reply(command, body)
+        except InvalidReply as invalid:
+            # The participant may or may not have acted; a re-send (same message_id) asks again.
+            log.warning(
+                "%s of saga %s: 200 from %s is not a usable reply (%s); treated as a failed attempt",
+                command.type, command.saga_id, url, invalid,
+            )
+            return Undelivered(f"{command.participant} service answered 200 with an unusable reply: {invalid}")
+        return Delivered(reply=event)
+
+    def _parse_reply(self, command: Command, body: bytes) -> Event:
+        if len(body) > self._max_reply_bytes:
+            raise InvalidReply(f"body larger than {self._max_reply_bytes} bytes")
+        try:
+            event = parse_event(json.loads(body.decode("utf-8")))
+        except (ValueError, RecursionError) as bad:  # BadMessage, JSON and UTF-8 errors are all ValueErrors
+            reason = str(bad) if isinstance(bad, BadMessage) else "not valid UTF-8 JSON"
+            raise InvalidReply(reason) from None
+        if event.saga_id != command.saga_id:
+            raise InvalidReply(f"it names saga {event.saga_id}, not {command.saga_id}")
+        if event.type not in (command.reply.success, command.reply.failure):
+            raise InvalidReply(f"{event.type} does not answer {command.type}")
+        return event
