@@ -1,0 +1,155 @@
+"""Records from Kafka topics in one consumer group, with offsets committed only when told.
+
+A thin typed layer over kafka-python's KafkaConsumer: what drives it (the event
+source, the simulator) decides when a record is done; nothing is auto-committed.
+Every broker problem surfaces as KafkaUnavailable, so the caller has one thing to
+catch before it reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from saga.adapters.kafka_publisher import await_acknowledgement, create_producer
+from saga.entrypoints.config import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_MS = 5_000
+
+
+class KafkaUnavailable(Exception):
+    """The broker could not be reached or did not complete a request; retry after a pause."""
+
+
+@contextmanager
+def _broker_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except KafkaError as error:
+        raise KafkaUnavailable(f"{doing}: {type(error).__name__}: {error}") from error
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    leader_epoch: int
+
+    @property
+    def source(self) -> str:
+        """Where the record came from, as logs and dead letters name it."""
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
+
+def _offset_reset(value: str) -> Literal["earliest", "latest"]:
+    return "latest" if value == "latest" else "earliest"
+
+
+class KafkaRecordConsumer:
+    """Subscribes `group_id` to `topics`. Raises KafkaUnavailable when no broker answers."""
+
+    def __init__(self, settings: KafkaSettings, topics: Sequence[str], group_id: str, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._dead_letters: KafkaProducer | None = None
+        with _broker_errors("connecting the consumer"):
+            self._consumer = KafkaConsumer(
+                *topics,
+                bootstrap_servers=settings.bootstrap_servers.split(","),
+                client_id=client_id,
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=_offset_reset(settings.auto_offset_reset),
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                max_poll_records=settings.max_poll_records,
+                request_timeout_ms=settings.request_timeout_ms,
+                bootstrap_timeout_ms=settings.connect_timeout_ms,
+                reconnect_backoff_max_ms=settings.retry_backoff_max_ms,
+            )
+
+    def poll(self, timeout_ms: int) -> list[InboundRecord]:
+        """The next records, each partition's in offset order; empty when none came within the timeout."""
+        with _broker_errors("polling"):
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
+        return [
+            InboundRecord(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                tuple(record.headers or ()),
+                -1 if record.leader_epoch is None else record.leader_epoch,
+            )
+            for records in batches.values()
+            for record in records
+        ]
+
+    def assignment(self) -> list[str]:
+        """The partitions this member holds now, as `topic/partition`; empty until the group is joined."""
+        return sorted(f"{partition.topic}/{partition.partition}" for partition in self._consumer.assignment())
+
+    def commit(self, done: Sequence[InboundRecord]) -> None:
+        """Commits past the last record of each partition in `done`, so a restart resumes after them."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in done:
+            offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(
+                record.offset + 1, "", record.leader_epoch
+            )
+        if offsets:
+            with _broker_errors("committing offsets"):
+                self._consumer.commit(offsets)
+
+    def rewind(self, undone: Sequence[InboundRecord]) -> None:
+        """Makes the next poll return `undone` again: each partition restarts at its first undone record."""
+        first: dict[TopicPartition, int] = {}
+        for record in undone:
+            partition = TopicPartition(record.topic, record.partition)
+            first[partition] = min(first.get(partition, record.offset), record.offset)
+        with _broker_errors("seeking back"):
+            for partition, offset in first.items():
+                self._consumer.seek(partition, offset)
+
+    def dead_letter(self, record: InboundRecord, topic: str, reason: str) -> None:
+        """Forwards the record unchanged (key, value, headers) to `topic` with why and where it came from.
+
+        Returns once the broker acknowledged it; raises KafkaUnavailable otherwise.
+        """
+        headers = [
+            *record.headers,
+            ("dlq_reason", reason.encode()),
+            ("dlq_topic", record.topic.encode()),
+            ("dlq_partition", str(record.partition).encode()),
+            ("dlq_offset", str(record.offset).encode()),
+        ]
+        with _broker_errors("sending to the dead-letter topic"):
+            if self._dead_letters is None:
+                self._dead_letters = create_producer(self._settings, f"{self._client_id}-dead-letters")
+            future = self._dead_letters.send(topic, value=record.value, key=record.key, headers=headers)
+            await_acknowledgement(future, self._settings.delivery_timeout_ms / 1000 + 1.0)
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+        except KafkaError:
+            log.warning("kafka consumer did not close cleanly", exc_info=True)
+        if self._dead_letters is not None:
+            try:
+                self._dead_letters.close(timeout=CLOSE_TIMEOUT_MS / 1000)
+            except KafkaError:
+                log.warning("dead-letter producer did not close cleanly", exc_info=True)

@@ -1,0 +1,107 @@
+"""The one place that decides which adapter stands behind each port, from the settings."""
+
+from __future__ import annotations
+
+import threading
+
+from dependency_injector import containers, providers
+
+from saga.adapters.clock import SystemClock
+from saga.adapters.http_publisher import HttpCommandPublisher
+from saga.adapters.kafka_publisher import KafkaCommandPublisher
+from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
+from saga.adapters.memory_transport import CommandHandler, InMemoryTransport
+from saga.adapters.simulated_participants import SimulatedParticipants
+from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.domain.messages import Participant
+from saga.entrypoints.config import Settings
+from saga.entrypoints.kafka_events import KafkaEventSource
+from saga.entrypoints.worker import BackgroundWorker, EventSource, MemoryEventPump
+from saga.ports.clock import Clock
+from saga.ports.messaging import CommandPublisher
+from saga.ports.persistence import UnitOfWork
+from saga.service_layer.intake import EventIntake
+from saga.service_layer.metrics import Metrics
+from saga.service_layer.orchestrator import SagaOrchestrator
+from saga.service_layer.relay import OutboxRelay
+
+
+def simulated_participant_map(simulation: SimulatedParticipants) -> dict[Participant, CommandHandler]:
+    return {participant: simulation.handle for participant in Participant}
+
+
+def store_kind(settings: Settings) -> str:
+    return "sql" if settings.uses_sql else "memory"
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock: providers.Provider[Clock] = providers.Singleton(SystemClock)
+    metrics = providers.Singleton(Metrics)
+    outbox_wakeup = providers.Singleton(threading.Event)
+
+    engine = providers.Singleton(create_engine_from_url, settings.provided.database_url)
+    memory_store = providers.Singleton(InMemoryStore)
+    unit_of_work: providers.Provider[UnitOfWork] = providers.Selector(
+        providers.Callable(store_kind, settings),
+        sql=providers.Factory(SqlAlchemyUnitOfWork, engine),
+        memory=providers.Factory(InMemoryUnitOfWork, memory_store),
+    )
+
+    orchestrator = providers.Singleton(
+        SagaOrchestrator,
+        uow_factory=unit_of_work.provider,
+        clock=clock,
+        policy=settings.provided.policy,
+        metrics=metrics,
+        outbox_written=outbox_wakeup.provided.set,
+    )
+    intake = providers.Singleton(EventIntake, orchestrator, metrics)
+
+    simulation = providers.Singleton(SimulatedParticipants, fail_step=settings.provided.simulate_fail_step)
+    memory_transport = providers.Singleton(
+        InMemoryTransport, participants=providers.Callable(simulated_participant_map, simulation)
+    )
+    publisher: providers.Provider[CommandPublisher] = providers.Selector(
+        settings.provided.transport,
+        memory=memory_transport,
+        kafka=providers.Singleton(KafkaCommandPublisher, settings.provided.kafka),
+        http=providers.Singleton(
+            HttpCommandPublisher,
+            service_urls=settings.provided.http.service_urls,
+            connect_timeout=settings.provided.http.connect_timeout,
+            read_timeout=settings.provided.http.read_timeout,
+        ),
+    )
+    event_sources: providers.Provider[list[EventSource]] = providers.Selector(
+        settings.provided.transport,
+        memory=providers.List(providers.Singleton(MemoryEventPump, memory_transport, intake)),
+        # HTTP events arrive as synchronous replies and through POST /api/events: nothing to poll.
+        http=providers.List(),
+        kafka=providers.List(providers.Singleton(KafkaEventSource, settings.provided.kafka, intake, metrics)),
+    )
+
+    relay = providers.Singleton(
+        OutboxRelay,
+        uow_factory=unit_of_work.provider,
+        publisher=publisher,
+        orchestrator=orchestrator,
+        clock=clock,
+        metrics=metrics,
+        give_up_after=settings.provided.policy.step_deadline,
+    )
+    worker = providers.Singleton(
+        BackgroundWorker,
+        relay=relay,
+        orchestrator=orchestrator,
+        wakeup=outbox_wakeup,
+        sources=event_sources,
+        relay_poll_seconds=settings.provided.relay_poll_seconds,
+        sweep_interval_seconds=settings.provided.sweep_interval_seconds,
+    )
+
+
+def build_container(settings: Settings) -> Container:
+    container = Container(settings=settings)
+    return container

@@ -1,0 +1,161 @@
+"""Participants' events from Kafka to the intake, at least once, with a dead-letter topic.
+
+An offset is committed only after the intake returned, that is after the event's
+database transaction committed: a crash can cause redelivery (the inbox and the
+saga's state make it change nothing), never loss. A bad message or one naming no
+saga goes to the dead-letter topic unchanged and the consumer goes on. When the
+database is down nothing is committed or dead-lettered: the records are read
+again after a pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+
+from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, KafkaUnavailable
+from saga.adapters.kafka_publisher import ensure_topics
+from saga.entrypoints.config import KafkaSettings
+from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable
+from saga.service_layer.intake import EventIntake
+from saga.service_layer.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 200
+FIRST_RETRY_SECONDS = 0.2
+ATTEMPTS_BEFORE_DEAD_LETTER = 3
+"""Tries of a record whose processing raised something unexpected, before it is set aside."""
+
+
+class Backoff:
+    """Doubling pauses with jitter, from FIRST_RETRY_SECONDS up to `ceiling` seconds."""
+
+    def __init__(self, ceiling: float) -> None:
+        self._ceiling = ceiling
+        self._failures = 0
+
+    def next_pause(self) -> float:
+        self._failures += 1
+        doubled: float = FIRST_RETRY_SECONDS * 2 ** min(self._failures - 1, 16)
+        return min(doubled, self._ceiling) * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+class KafkaEventSource:
+    """Implements the worker's EventSource over the event topics, in the settings' consumer group."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        intake: EventIntake,
+        metrics: Metrics,
+        consumer_factory: Callable[[KafkaSettings], KafkaRecordConsumer] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._intake = intake
+        self._metrics = metrics
+        self._consumer_factory = consumer_factory or self._default_consumer
+        self._topics_ready = False
+        self._failed_attempts: dict[str, int] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = Backoff(self._settings.retry_backoff_max_ms / 1000)
+        while not stop.is_set():
+            consumer: KafkaRecordConsumer | None = None
+            try:
+                if not self._topics_ready:
+                    self._topics_ready = ensure_topics(self._settings)
+                    if not self._topics_ready:
+                        raise KafkaUnavailable(f"no broker answered at {self._settings.bootstrap_servers}")
+                consumer = self._consumer_factory(self._settings)
+                log.info(
+                    "consuming %s as group %s", ", ".join(self._settings.event_topics()), self._settings.group_id
+                )
+                backoff.reset()
+                self._consume(consumer, stop, backoff)
+            except KafkaUnavailable as error:
+                self._metrics.count("kafka_consumer_reconnects")
+                pause = backoff.next_pause()
+                log.warning("kafka consumer: %s; reconnecting in %.1fs", error, pause)
+                stop.wait(pause)
+            finally:
+                if consumer is not None:
+                    consumer.close()
+
+    def _default_consumer(self, settings: KafkaSettings) -> KafkaRecordConsumer:
+        return KafkaRecordConsumer(
+            settings, settings.event_topics(), settings.group_id, client_id="create-order-saga-orchestrator"
+        )
+
+    def _consume(self, consumer: KafkaRecordConsumer, stop: threading.Event, backoff: Backoff) -> None:
+        assignment: list[str] = []
+        while not stop.is_set():
+            records = consumer.poll(POLL_TIMEOUT_MS)
+            if consumer.assignment() != assignment:
+                assignment = consumer.assignment()
+                log.info("group %s assigned %d partition(s): %s", self._settings.group_id, len(assignment), " ".join(assignment))
+            done, problem = self._process(consumer, records)
+            self._commit(consumer, done)
+            if problem is None:
+                backoff.reset()
+                continue
+            undone = records[len(done):]
+            consumer.rewind(undone)
+            pause = backoff.next_pause()
+            log.warning(
+                "event %s not processed (%s); %d record(s) read again in %.1fs",
+                undone[0].source, problem, len(undone), pause,
+            )
+            stop.wait(pause)
+
+    def _commit(self, consumer: KafkaRecordConsumer, done: Sequence[InboundRecord]) -> None:
+        try:
+            consumer.commit(done)
+        except KafkaUnavailable as error:
+            # Nothing is lost: whoever reads these partitions next gets the records again,
+            # and the inbox and the saga's state make them change nothing.
+            self._metrics.count("kafka_commit_failures")
+            log.warning("offsets not committed (%s); %d record(s) may be delivered again", error, len(done))
+
+    def _process(self, consumer: KafkaRecordConsumer, records: Sequence[InboundRecord]) -> tuple[list[InboundRecord], str | None]:
+        """Processes records in order; returns those done, and why it stopped early (None: all done)."""
+        done: list[InboundRecord] = []
+        for record in records:
+            problem = self._process_one(consumer, record)
+            if problem is not None:
+                return done, problem
+            done.append(record)
+        return done, None
+
+    def _process_one(self, consumer: KafkaRecordConsumer, record: InboundRecord) -> str | None:
+        """Applies or dead-letters one record; returns why it must be retried, or None when it is done."""
+        try:
+            result = self._intake.receive(record.value or b"", record.source)
+        except (StorageUnavailable, ConcurrencyConflict) as error:
+            # Transient: the database is down or the saga kept changing. Not the message's fault.
+            self._metrics.count("events_retried")
+            return f"{type(error).__name__}: {error}"
+        except Exception as error:
+            attempts = self._failed_attempts.get(record.source, 0) + 1
+            log.exception("event %s failed (attempt %d of %d)", record.source, attempts, ATTEMPTS_BEFORE_DEAD_LETTER)
+            if attempts < ATTEMPTS_BEFORE_DEAD_LETTER:
+                self._failed_attempts[record.source] = attempts
+                return f"{type(error).__name__}: {error}"
+            # A poison message must not hold its partition up for good.
+            self._failed_attempts.pop(record.source, None)
+            self._dead_letter(consumer, record, f"processing failed: {type(error).__name__}: {error}")
+            return None
+        self._failed_attempts.pop(record.source, None)
+        if result.problem is not None:
+            self._dead_letter(consumer, record, result.problem)
+        return None
+
+    def _dead_letter(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str) -> None:
+        consumer.dead_letter(record, self._settings.dead_letter_topic, reason)
+        self._metrics.count("events_dead_lettered")
+        log.warning("event %s sent to %s: %s", record.source, self._settings.dead_letter_topic, reason)
