@@ -22,12 +22,12 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Index,
-    Insert,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -169,6 +169,28 @@ inbox = Table(
 )
 
 
+# Statements built once: their values arrive as execute() parameters, so SQLAlchemy
+# finds each compiled form in its cache without rebuilding the statement per call.
+INSERT_SAGA = sagas.insert()
+SELECT_SAGA = select(sagas).where(sagas.c.id == bindparam("saga_id"))
+UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
+INSERT_OUTBOX = outbox.insert()
+LEASE_OUTBOX = outbox.update().where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
+MARK_OUTBOX_SENT = LEASE_OUTBOX.values(sent_at=bindparam("now"), leased_until=None)
+RETRY_OUTBOX = (
+    outbox.update()
+    .where(outbox.c.id == bindparam("entry_id"))
+    .values(available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
+)
+INSERT_INBOX = {
+    # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable (a failed INSERT
+    # would abort it on PostgreSQL), and a concurrent duplicate waits for the first to
+    # commit and then counts as a duplicate.
+    "postgresql": postgresql.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]),
+    "sqlite": sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]),
+}
+
+
 # ----------------------------------------------------------------- engines
 
 
@@ -187,7 +209,8 @@ def database_url(url: str) -> URL:
 def create_engine_from_url(url: str, **kw: Any) -> Engine:
     """An engine for PostgreSQL or a SQLite file, set up for several threads writing at once."""
     parsed = database_url(url)
-    kw.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip per unit of work. A dropped connection surfaces
+    # as StorageUnavailable once, and SQLAlchemy then invalidates the whole pool.
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, **kw)
     connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
@@ -211,6 +234,9 @@ def _begin_sqlite_transactions_immediately(engine: Engine) -> None:
             # The driver must not BEGIN on its own; the "begin" hook below does.
             dbapi_connection.isolation_level = None
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL never corrupts and keeps every commit across a process
+            # crash; only an operating-system crash can lose the latest commits.
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -310,7 +336,7 @@ class SqlAlchemySagaRepository(SagaRepository):
 
     def add(self, saga: CreateOrderSaga) -> None:
         try:
-            self._connection().execute(sagas.insert().values(_saga_row(saga)))
+            self._connection().execute(INSERT_SAGA, _saga_row(saga))
         except IntegrityError as error:
             if _is_duplicate_key(error):
                 raise DuplicateSaga(saga.id) from error
@@ -320,16 +346,15 @@ class SqlAlchemySagaRepository(SagaRepository):
 
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         with _translated_errors():
-            row = self._connection().execute(select(sagas).where(sagas.c.id == saga_id)).first()
+            row = self._connection().execute(SELECT_SAGA, {"saga_id": saga_id}).first()
         return _saga_from_row(row) if row is not None else None
 
     def save(self, saga: CreateOrderSaga) -> None:
         values = _saga_row(saga)
         del values["id"], values["created_at"]
-        values["version"] = saga.version + 1
-        statement = sagas.update().where(sagas.c.id == saga.id, sagas.c.version == saga.version).values(values)
+        values.update(version=saga.version + 1, match_id=saga.id, match_version=saga.version)
         with _translated_errors():
-            updated = self._connection().execute(statement).rowcount
+            updated = self._connection().execute(UPDATE_SAGA, values).rowcount
         if updated != 1:
             raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
         saga.version += 1
@@ -392,7 +417,7 @@ class SqlAlchemyOutbox(Outbox):
             for command in commands
         ]
         with _translated_errors():
-            self._connection().execute(outbox.insert(), rows)
+            self._connection().execute(INSERT_OUTBOX, rows)
 
     def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
         # SKIP LOCKED lets concurrent relays take disjoint batches without waiting for
@@ -420,8 +445,10 @@ class SqlAlchemyOutbox(Outbox):
             connection = self._connection()
             rows = connection.execute(due).all()
             if rows:
-                claimed = outbox.c.id.in_([row.id for row in rows])
-                connection.execute(outbox.update().where(claimed).values(leased_until=now + lease))
+                connection.execute(
+                    LEASE_OUTBOX.values(leased_until=bindparam("until")),
+                    {"entry_ids": [row.id for row in rows], "until": now + lease},
+                )
         return [
             OutboxEntry(
                 row.id,
@@ -434,18 +461,12 @@ class SqlAlchemyOutbox(Outbox):
     def mark_sent(self, entry_ids: Sequence[int], now: datetime) -> None:
         if not entry_ids:
             return
-        statement = outbox.update().where(outbox.c.id.in_(list(entry_ids))).values(sent_at=now, leased_until=None)
         with _translated_errors():
-            self._connection().execute(statement)
+            self._connection().execute(MARK_OUTBOX_SENT, {"entry_ids": list(entry_ids), "now": now})
 
     def retry_later(self, entry_id: int, at: datetime, error: str) -> None:
-        statement = (
-            outbox.update()
-            .where(outbox.c.id == entry_id)
-            .values(available_at=at, leased_until=None, attempts=outbox.c.attempts + 1, last_error=error)
-        )
         with _translated_errors():
-            self._connection().execute(statement)
+            self._connection().execute(RETRY_OUTBOX, {"entry_id": entry_id, "at": at, "error": error})
 
     def pending_count(self) -> int:
         query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
@@ -458,21 +479,13 @@ class SqlAlchemyInbox(Inbox):
         self._connection = connection
 
     def record(self, message_id: str, saga_id: str, now: datetime) -> bool:
-        # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable (a failed
-        # INSERT would abort it on PostgreSQL), and a concurrent duplicate waits for the
-        # first to commit and then counts as a duplicate.
         connection = self._connection()
+        statement = INSERT_INBOX.get(connection.dialect.name)
+        if statement is None:
+            raise StorageUnavailable(f"no inbox insert for the {connection.dialect.name} dialect")
         values = {"message_id": message_id, "saga_id": saga_id, "processed_at": now}
-        dialect = connection.dialect.name
-        statement: Insert
-        if dialect == "postgresql":
-            statement = postgresql.insert(inbox).values(values).on_conflict_do_nothing(index_elements=["message_id"])
-        elif dialect == "sqlite":
-            statement = sqlite.insert(inbox).values(values).on_conflict_do_nothing(index_elements=["message_id"])
-        else:
-            raise NotImplementedError(f"no inbox insert for the {dialect} dialect")
         with _translated_errors():
-            return connection.execute(statement).rowcount == 1
+            return connection.execute(statement, values).rowcount == 1
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
