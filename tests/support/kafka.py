@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from saga.adapters.kafka_publisher import await_acknowledgement
 from saga.entrypoints.config import DEFAULT_TOPICS
 
 # Group joins in about a second on Tansu (INFRA.md); production keeps the longer defaults.
@@ -132,9 +133,11 @@ class KafkaTestSetup:
     def producer(self) -> KafkaProducer:
         return KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
 
-    def publish(self, producer: KafkaProducer, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> None:
+    def publish(
+        self, producer: KafkaProducer, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> None:
         """Publishes one record to this test's `topic` (a short name such as order_events) and waits for the ack."""
-        producer.send(self.topic(topic), value=value, key=key, partition=partition).get(timeout=10)
+        await_acknowledgement(producer.send(self.topic(topic), value=value, key=key, partition=partition), 10)
 
     def read_all(self, topic: str, expected: int, timeout: float = 20.0) -> list[Any]:
         """Reads `topic` from the start until `expected` records came (end offsets are not trusted on Tansu)."""

@@ -66,6 +66,10 @@ class KafkaSettings:
             raise ConfigError("SAGA_KAFKA_HEARTBEAT_INTERVAL_MS must be below SAGA_KAFKA_SESSION_TIMEOUT_MS")
         if self.fetch_max_wait_ms >= self.request_timeout_ms:
             raise ConfigError("SAGA_KAFKA_FETCH_MAX_WAIT_MS must be below SAGA_KAFKA_REQUEST_TIMEOUT_MS")
+        if self.delivery_timeout_ms <= self.linger_ms + self.request_timeout_ms:
+            raise ConfigError(
+                "SAGA_KAFKA_DELIVERY_TIMEOUT_MS must be above SAGA_KAFKA_REQUEST_TIMEOUT_MS plus SAGA_KAFKA_LINGER_MS"
+            )
 
     def command_topic(self, participant: Participant) -> str:
         return self.topics[f"{participant.value}_commands"]

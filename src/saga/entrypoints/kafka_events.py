@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, KafkaUnavailable
 from saga.adapters.kafka_publisher import ensure_topics
@@ -49,17 +49,10 @@ class Backoff:
 class KafkaEventSource:
     """Implements the worker's EventSource over the event topics, in the settings' consumer group."""
 
-    def __init__(
-        self,
-        settings: KafkaSettings,
-        intake: EventIntake,
-        metrics: Metrics,
-        consumer_factory: Callable[[KafkaSettings], KafkaRecordConsumer] | None = None,
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, intake: EventIntake, metrics: Metrics) -> None:
         self._settings = settings
         self._intake = intake
         self._metrics = metrics
-        self._consumer_factory = consumer_factory or self._default_consumer
         self._topics_ready = False
         self._failed_attempts: dict[str, int] = {}
 
@@ -72,7 +65,12 @@ class KafkaEventSource:
                     self._topics_ready = ensure_topics(self._settings)
                     if not self._topics_ready:
                         raise KafkaUnavailable(f"no broker answered at {self._settings.bootstrap_servers}")
-                consumer = self._consumer_factory(self._settings)
+                consumer = KafkaRecordConsumer(
+                    self._settings,
+                    self._settings.event_topics(),
+                    self._settings.group_id,
+                    client_id="create-order-saga-orchestrator",
+                )
                 log.info(
                     "consuming %s as group %s", ", ".join(self._settings.event_topics()), self._settings.group_id
                 )
@@ -87,18 +85,16 @@ class KafkaEventSource:
                 if consumer is not None:
                     consumer.close()
 
-    def _default_consumer(self, settings: KafkaSettings) -> KafkaRecordConsumer:
-        return KafkaRecordConsumer(
-            settings, settings.event_topics(), settings.group_id, client_id="create-order-saga-orchestrator"
-        )
-
     def _consume(self, consumer: KafkaRecordConsumer, stop: threading.Event, backoff: Backoff) -> None:
         assignment: list[str] = []
         while not stop.is_set():
             records = consumer.poll(POLL_TIMEOUT_MS)
             if consumer.assignment() != assignment:
                 assignment = consumer.assignment()
-                log.info("group %s assigned %d partition(s): %s", self._settings.group_id, len(assignment), " ".join(assignment))
+                log.info(
+                    "group %s assigned %d partition(s): %s",
+                    self._settings.group_id, len(assignment), " ".join(assignment),
+                )
             done, problem = self._process(consumer, records)
             self._commit(consumer, done)
             if problem is None:
@@ -122,7 +118,9 @@ class KafkaEventSource:
             self._metrics.count("kafka_commit_failures")
             log.warning("offsets not committed (%s); %d record(s) may be delivered again", error, len(done))
 
-    def _process(self, consumer: KafkaRecordConsumer, records: Sequence[InboundRecord]) -> tuple[list[InboundRecord], str | None]:
+    def _process(
+        self, consumer: KafkaRecordConsumer, records: Sequence[InboundRecord]
+    ) -> tuple[list[InboundRecord], str | None]:
         """Processes records in order; returns those done, and why it stopped early (None: all done)."""
         done: list[InboundRecord] = []
         for record in records:

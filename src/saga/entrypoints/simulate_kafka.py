@@ -141,6 +141,10 @@ def run_kafka_simulator(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(str(error)) from None
     if args.delay_ms < 0:
         raise ConfigError("--delay-ms must not be negative")
+    http_only = {"--reject-step": args.reject_step, "--async": args.async_mode, "--flaky": args.flaky}
+    given = [option for option, value in http_only.items() if value]
+    if given:
+        raise ConfigError(f"not available with --transport kafka: {', '.join(given)}")
     received_path: str | None = getattr(args, "received_log", None)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
