@@ -605,6 +605,41 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.outbox.pending_count() == 3
 
+    def test_awaiting_delivery_is_true_only_while_a_copy_is_unsent(self, uow_factory: UnitOfWorkFactory) -> None:
+        command = make_command(new_id())
+        resend = Command(command.type, command.saga_id, command.payload, command.message_id, T0 + timedelta(seconds=30))
+        self.store(uow_factory, commands=[command])
+
+        with uow_factory() as uow:
+            assert uow.outbox.awaiting_delivery(command.message_id)
+            assert not uow.outbox.awaiting_delivery(new_id())
+            [entry] = uow.outbox.claim(T0, 10, LEASE)
+            uow.outbox.mark_sent([entry.id], T0)
+            assert not uow.outbox.awaiting_delivery(command.message_id)
+            uow.outbox.add([resend])  # a re-send keeps its message_id
+            assert uow.outbox.awaiting_delivery(command.message_id)
+            uow.commit()
+
+    def test_discard_unsent_withdraws_only_that_sagas_unsent_commands(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga_id, other_saga = new_id(), new_id()
+        sent, unsent, other = make_command(saga_id), make_command(saga_id), make_command(other_saga)
+        self.store(uow_factory, commands=[sent, unsent, other])
+        with uow_factory() as uow:
+            first = uow.outbox.claim(T0, 1, LEASE)
+            uow.outbox.mark_sent([first[0].id], T0)
+            uow.commit()
+        assert first[0].command == sent
+
+        with uow_factory() as uow:
+            assert uow.outbox.discard_unsent(saga_id, T0) == 1
+            assert uow.outbox.discard_unsent(new_id(), T0) == 0
+            uow.commit()
+
+        with uow_factory() as uow:
+            remaining = uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE)
+            assert not uow.outbox.awaiting_delivery(unsent.message_id)
+        assert [entry.command for entry in remaining] == [other]
+
     # -------------------------------------------------------------- inbox
 
     def test_the_inbox_records_a_message_once(self, uow_factory: UnitOfWorkFactory) -> None:

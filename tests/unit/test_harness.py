@@ -151,7 +151,7 @@ def test_an_undeliverable_command_is_dropped_after_its_deadline_and_the_resend_g
 
     harness = SagaHarness(participants={"timer": timer_service}, policy=SagaPolicy(step_deadline=timedelta(seconds=5)))
     saga_id = harness.start_order("cust_1", BURGER)
-    for _ in range(8):
+    for _ in range(12):  # the deadline waits while the command is unsent; once dropped, it re-sends
         harness.advance(timedelta(seconds=1))
     expired = harness.metrics.get("commands_expired")
     assert expired >= 1
@@ -162,3 +162,31 @@ def test_an_undeliverable_command_is_dropped_after_its_deadline_and_the_resend_g
     saga = harness.saga(saga_id)
     assert saga.status is SagaStatus.COMPLETED
     assert harness.metrics.get("commands_expired") == expired
+
+
+def test_a_broker_outage_holds_deadlines_and_the_saga_finishes_when_it_is_back() -> None:
+    harness = SagaHarness(policy=SagaPolicy(step_deadline=timedelta(seconds=5), step_resends=1))
+    harness.transport.broker_down = True
+    saga_id = harness.start_order("cust_1", BURGER)
+    for _ in range(10):  # ten minutes of outage: far past every deadline and re-send
+        harness.advance(timedelta(minutes=1))
+    waiting = harness.saga(saga_id)
+    assert waiting.status is SagaStatus.STARTED and waiting.awaiting is not None
+    assert waiting.awaiting.attempts == 1 and harness.sent == []
+    assert harness.metrics.get("deadlines_postponed") >= 10 and harness.metrics.get("commands_expired") == 0
+    harness.transport.broker_down = False
+    harness.advance(timedelta(minutes=1))
+    assert harness.saga(saga_id).status is SagaStatus.COMPLETED
+    assert command_types(harness, saga_id).count("create_order") == 1
+
+
+def test_cancelling_withdraws_a_step_command_that_never_left() -> None:
+    harness = SagaHarness()
+    harness.transport.broker_down = True
+    saga_id = harness.start_order("cust_1", BURGER)
+    harness.orchestrator.cancel(saga_id, "changed my mind")
+    harness.transport.broker_down = False
+    harness.advance(timedelta(minutes=1))
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.CANCELLED
+    assert command_types(harness, saga_id) == ["cancel_order"]

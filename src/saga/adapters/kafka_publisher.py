@@ -131,7 +131,7 @@ class KafkaCommandPublisher(CommandPublisher):
             except Exception as error:  # whatever stops the connection, the commands wait in the outbox
                 self._last_failure = f"kafka unreachable: {error}"
                 log.warning("%s; %d command(s) stay in the outbox", self._last_failure, len(commands))
-                return [Undelivered(self._last_failure) for _ in commands]
+                return [Undelivered(self._last_failure, transport_down=True) for _ in commands]
             results = self._send_all(producer, commands)
             failures = [result.reason for result in results if isinstance(result, Undelivered)]
             if failures:
@@ -193,12 +193,12 @@ class KafkaCommandPublisher(CommandPublisher):
         results: list[SendResult] = []
         for future in pending:
             if isinstance(future, str):
-                results.append(Undelivered(future))
+                results.append(Undelivered(future, transport_down=True))
                 continue
             try:
                 await_acknowledgement(future, max(deadline - time.monotonic(), 0.0))
             except KafkaError as error:
-                results.append(Undelivered(f"kafka send failed: {error}"))
+                results.append(Undelivered(f"kafka send failed: {error}", transport_down=True))
             else:
                 results.append(Delivered())
         return results

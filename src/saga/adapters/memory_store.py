@@ -318,6 +318,26 @@ class InMemoryOutbox(Outbox):
         with self._store.lock:
             self._uow.entry_changes.append((entry_id, put_back))
 
+    def awaiting_delivery(self, message_id: str) -> bool:
+        with self._store.lock:
+            return any(
+                entry.sent_at is None and entry.command.message_id == message_id
+                for entry in self._uow.visible_entries().values()
+            )
+
+    def discard_unsent(self, saga_id: str, now: datetime) -> int:
+        with self._store.lock:
+            unsent = [
+                entry.id
+                for entry in self._uow.visible_entries().values()
+                if entry.sent_at is None and entry.command.saga_id == saga_id
+            ]
+            for entry_id in unsent:
+                self._uow.entry_changes.append(
+                    (entry_id, lambda stored: replace(stored, sent_at=now, leased_until=None, last_error="superseded: the saga moved on"))
+                )
+        return len(unsent)
+
     def pending_count(self) -> int:
         with self._store.lock:
             return sum(1 for entry in self._uow.visible_entries().values() if entry.sent_at is None)

@@ -28,9 +28,16 @@ class InMemoryTransport(CommandPublisher):
         self._events: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.sent: deque[JsonObject] = deque(maxlen=keep_sent)
         """The latest command envelopes sent, oldest first, for tests to inspect."""
+        self.broker_down = False
+        """Set to act out a broker outage: nothing is delivered until it is cleared."""
 
     def publish(self, commands: Sequence[Command]) -> list[SendResult]:
+        if self.broker_down:
+            return [Undelivered("in-memory broker is down", transport_down=True) for _ in commands]
         return [self._publish_one(command) for command in commands]
+
+    def healthy(self) -> str | None:
+        return "in-memory broker is down" if self.broker_down else None
 
     def _publish_one(self, command: Command) -> SendResult:
         handler = self._participants.get(command.participant)

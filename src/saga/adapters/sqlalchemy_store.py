@@ -158,6 +158,8 @@ outbox = Table(
         postgresql_where=text("sent_at IS NULL"),
         sqlite_where=text("sent_at IS NULL"),
     ),
+    Index("ix_outbox_unsent_message_id", "message_id", postgresql_where=text("sent_at IS NULL"), sqlite_where=text("sent_at IS NULL")),
+    Index("ix_outbox_unsent_saga_id", "saga_id", postgresql_where=text("sent_at IS NULL"), sqlite_where=text("sent_at IS NULL")),
 )
 
 inbox = Table(
@@ -181,6 +183,14 @@ RETRY_OUTBOX = (
     outbox.update()
     .where(outbox.c.id == bindparam("entry_id"))
     .values(available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
+)
+UNSENT_WITH_MESSAGE_ID = (
+    select(outbox.c.id).where(outbox.c.message_id == bindparam("message_id"), outbox.c.sent_at.is_(None)).limit(1)
+)
+DISCARD_UNSENT_OF_SAGA = (
+    outbox.update()
+    .where(outbox.c.saga_id == bindparam("of_saga"), outbox.c.sent_at.is_(None))
+    .values(sent_at=bindparam("now"), leased_until=None, last_error="superseded: the saga moved on")
 )
 INSERT_INBOX = {
     # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable (a failed INSERT
@@ -467,6 +477,14 @@ class SqlAlchemyOutbox(Outbox):
     def retry_later(self, entry_id: int, at: datetime, error: str) -> None:
         with _translated_errors():
             self._connection().execute(RETRY_OUTBOX, {"entry_id": entry_id, "at": at, "error": error})
+
+    def awaiting_delivery(self, message_id: str) -> bool:
+        with _translated_errors():
+            return self._connection().execute(UNSENT_WITH_MESSAGE_ID, {"message_id": message_id}).first() is not None
+
+    def discard_unsent(self, saga_id: str, now: datetime) -> int:
+        with _translated_errors():
+            return int(self._connection().execute(DISCARD_UNSENT_OF_SAGA, {"of_saga": saga_id, "now": now}).rowcount)
 
     def pending_count(self) -> int:
         query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))

@@ -287,6 +287,13 @@ class CreateOrderSaga:
         reason = f"{self.current_step} failed: no reply after {awaiting.attempts} attempts"
         return self._fail_step(reason, True, now, policy)
 
+    def postpone_deadline(self, now: datetime, policy: SagaPolicy) -> None:
+        """Restarts the wait for a command not yet handed to the transport: a deadline
+        counts from delivery, since no participant can answer what it never got."""
+        if self.awaiting is not None:
+            self.awaiting = replace(self.awaiting, due_at=now + policy.step_deadline)
+            self.updated_at = now
+
     # ------------------------------------------------------------ cancelling
 
     def cancel(self, reason: str, now: datetime, policy: SagaPolicy) -> list[Command]:

@@ -28,6 +28,9 @@ class Undelivered:
     """A transient failure (broker down, timeout, 5xx): send again later."""
 
     reason: str
+    transport_down: bool = False
+    """The transport itself is unreachable (a broker), not one participant: the command
+    keeps waiting however long it takes, and its step's deadline waits with it."""
 
 
 SendResult = Delivered | Rejected | Undelivered

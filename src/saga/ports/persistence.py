@@ -106,6 +106,14 @@ class Outbox(ABC):
         """Puts an entry back, due again at `at`, after a failed send."""
 
     @abstractmethod
+    def awaiting_delivery(self, message_id: str) -> bool:
+        """True while a command with this message_id waits unsent: no participant has it yet."""
+
+    @abstractmethod
+    def discard_unsent(self, saga_id: str, now: datetime) -> int:
+        """Withdraws the saga's unsent commands (it moved on; a late copy would do harm); returns how many."""
+
+    @abstractmethod
     def pending_count(self) -> int:
         """Entries not yet sent."""
 

@@ -99,9 +99,9 @@ class SagaOrchestrator:
                 return EventOutcome.UNKNOWN_SAGA
             if event.message_id is not None and not uow.inbox.record(event.message_id, saga.id, now):
                 return EventOutcome.DUPLICATE
-            ignored_before = saga.ignored_events
+            ignored_before, status_before = saga.ignored_events, saga.status
             commands = saga.handle(event, now, self._policy)
-            self._store(uow, saga, commands)
+            self._store(uow, saga, commands, status_before)
             ignored = saga.ignored_events > ignored_before
         self._sent(commands)
         self._log_status(saga)
@@ -125,10 +125,17 @@ class SagaOrchestrator:
         now = self._clock.now()
         with self._uow_factory() as uow:
             saga = uow.sagas.get(saga_id)
-            if saga is None or saga.due_at is None or saga.due_at > now:
+            if saga is None or saga.awaiting is None or saga.awaiting.due_at > now:
                 return 0
+            if saga.awaiting.sent and uow.outbox.awaiting_delivery(saga.awaiting.message_id):
+                saga.postpone_deadline(now, self._policy)
+                self._store(uow, saga, [])
+                self._metrics.count("deadlines_postponed")
+                log.info("saga %s: %s not delivered yet; its deadline waits", saga.id, saga.awaiting.command_type)
+                return 1
+            status_before = saga.status
             commands = saga.on_deadline(now, self._policy)
-            self._store(uow, saga, commands)
+            self._store(uow, saga, commands, status_before)
         self._metrics.count("deadlines_passed")
         self._sent(commands)
         self._log_status(saga)
@@ -143,9 +150,10 @@ class SagaOrchestrator:
                     saga = uow.sagas.get(saga_id)
                     if saga is None:
                         return None
+                    status_before = saga.status
                     commands = saga.cancel(reason, now, self._policy)
-                    if commands or saga.status is SagaStatus.CANCELLED:
-                        self._store(uow, saga, commands)
+                    if saga.status is not status_before:
+                        self._store(uow, saga, commands, status_before)
             except ConcurrencyConflict:
                 continue
             self._sent(commands)
@@ -160,7 +168,15 @@ class SagaOrchestrator:
         with self._uow_factory() as uow:
             return uow.sagas.page(status, limit, after)
 
-    def _store(self, uow: UnitOfWork, saga: CreateOrderSaga, commands: list[Command]) -> None:
+    def _store(
+        self, uow: UnitOfWork, saga: CreateOrderSaga, commands: list[Command], status_before: SagaStatus | None = None
+    ) -> None:
+        if status_before is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED:
+            # Undoing begins: a step command still unsent must never reach its participant
+            # after the compensation that was meant to undo it.
+            discarded = uow.outbox.discard_unsent(saga.id, saga.updated_at)
+            if discarded:
+                log.info("saga %s: %d unsent command(s) withdrawn", saga.id, discarded)
         uow.sagas.save(saga)
         uow.outbox.add(commands)
         uow.commit()

@@ -64,7 +64,11 @@ class OutboxRelay:
         replies: list[Event] = []
         with self._uow_factory() as uow:
             for entry, result in zip(entries, results, strict=True):
-                if isinstance(result, Undelivered) and now - entry.command.timestamp >= self._give_up_after:
+                if (
+                    isinstance(result, Undelivered)
+                    and not result.transport_down
+                    and now - entry.command.timestamp >= self._give_up_after
+                ):
                     sent.append(entry.id)
                     self._metrics.count("commands_expired")
                     log.warning(

@@ -88,6 +88,15 @@ def upgrade() -> None:
         postgresql_where=sa.text("sent_at IS NULL"),
         sqlite_where=sa.text("sent_at IS NULL"),
     )
+    # Is a saga's command still waiting to be handed over, and which of its commands are?
+    for name, column in (("ix_outbox_unsent_message_id", "message_id"), ("ix_outbox_unsent_saga_id", "saga_id")):
+        op.create_index(
+            name,
+            "outbox",
+            [column],
+            postgresql_where=sa.text("sent_at IS NULL"),
+            sqlite_where=sa.text("sent_at IS NULL"),
+        )
 
     op.create_table(
         "inbox",
@@ -99,6 +108,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("inbox")
+    op.drop_index("ix_outbox_unsent_saga_id", table_name="outbox")
+    op.drop_index("ix_outbox_unsent_message_id", table_name="outbox")
     op.drop_index("ix_outbox_unsent_available_at_id", table_name="outbox")
     op.drop_table("outbox")
     op.drop_index("ix_sagas_due_at", table_name="sagas")
