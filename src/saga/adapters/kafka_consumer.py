@@ -19,7 +19,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from saga.adapters.kafka_publisher import await_acknowledgement, create_producer
-from saga.entrypoints.config import KafkaSettings
+from saga.adapters.kafka_settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

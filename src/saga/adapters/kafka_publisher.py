@@ -19,7 +19,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 
 from saga.domain.messages import Command
-from saga.entrypoints.config import KafkaSettings
+from saga.adapters.kafka_settings import KafkaSettings
 from saga.ports.messaging import CommandPublisher, Delivered, SendResult, Undelivered
 
 log = logging.getLogger(__name__)

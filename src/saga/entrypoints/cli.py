@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"saga: configuration error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python narrates every connection and rebalance at INFO.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     try:
         if args.command == "serve":
             return _serve(settings, args)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, KafkaUnavailable
 from saga.adapters.kafka_publisher import ensure_topics
-from saga.entrypoints.config import KafkaSettings
+from saga.adapters.kafka_settings import KafkaSettings
 from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable
 from saga.service_layer.intake import EventIntake
 from saga.service_layer.metrics import Metrics

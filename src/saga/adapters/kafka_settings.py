@@ -1,0 +1,70 @@
+"""Kafka connection, topic and consumer settings, as the Kafka adapters read them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from saga.domain.messages import Participant
+
+DEFAULT_TOPICS = {
+    "order_commands": "order_commands",
+    "user_commands": "user_commands",
+    "payment_commands": "payment_commands",
+    "timer_commands": "timer_commands",
+    "order_events": "order_events",
+    "user_events": "user_events",
+    "payment_events": "payment_events",
+    "timer_events": "timer_events",
+}
+
+
+
+
+class InvalidKafkaSettings(ValueError):
+    """A combination of Kafka settings the client would refuse; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "create-order-saga-orchestrator"
+    topics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
+    dead_letter_topic: str = "create_order_saga_dlq"
+    partitions: int = 4
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    fetch_max_wait_ms: int = 100
+    max_poll_records: int = 500
+    replication_factor: int = -1
+    """Replicas of each created topic; -1 takes the broker's default.replication.factor."""
+    auto_offset_reset: str = "earliest"
+    """Where a new consumer group starts: earliest, so events sent before its first join are not skipped."""
+    connect_timeout_ms: int = 5_000
+    """How long one connection attempt or metadata wait may take before the broker counts as unreachable."""
+    request_timeout_ms: int = 15_000
+    delivery_timeout_ms: int = 20_000
+    """How long a publish waits for the broker's acknowledgement; below the outbox lease (30 s)."""
+    linger_ms: int = 5
+    retry_backoff_max_ms: int = 10_000
+    """Longest pause between attempts while the broker or the database cannot be reached."""
+
+    def __post_init__(self) -> None:
+        # kafka-python refuses these combinations only when a client is built, which
+        # would be a retry loop at run time instead of one clear line at start.
+        if self.replication_factor == 0:
+            raise InvalidKafkaSettings("SAGA_KAFKA_REPLICATION_FACTOR must be -1 (broker default) or at least 1")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise InvalidKafkaSettings("SAGA_KAFKA_HEARTBEAT_INTERVAL_MS must be below SAGA_KAFKA_SESSION_TIMEOUT_MS")
+        if self.fetch_max_wait_ms >= self.request_timeout_ms:
+            raise InvalidKafkaSettings("SAGA_KAFKA_FETCH_MAX_WAIT_MS must be below SAGA_KAFKA_REQUEST_TIMEOUT_MS")
+        if self.delivery_timeout_ms <= self.linger_ms + self.request_timeout_ms:
+            raise InvalidKafkaSettings(
+                "SAGA_KAFKA_DELIVERY_TIMEOUT_MS must be above SAGA_KAFKA_REQUEST_TIMEOUT_MS plus SAGA_KAFKA_LINGER_MS"
+            )
+
+    def command_topic(self, participant: Participant) -> str:
+        return self.topics[f"{participant.value}_commands"]
+
+    def event_topics(self) -> list[str]:
+        return [self.topics[f"{participant.value}_events"] for participant in Participant]
