@@ -640,7 +640,44 @@ class PersistenceContract:
             assert not uow.outbox.awaiting_delivery(unsent.message_id)
         assert [entry.command for entry in remaining] == [other]
 
+    def test_purge_sent_deletes_only_entries_sent_before_the_cutoff(self, uow_factory: UnitOfWorkFactory) -> None:
+        commands = [make_command(new_id()) for _ in range(4)]
+        self.store(uow_factory, commands=commands)
+        with uow_factory() as uow:
+            entries = uow.outbox.claim(T0, 10, LEASE)
+            uow.outbox.mark_sent([entries[0].id, entries[1].id], T0)
+            uow.outbox.mark_sent([entries[2].id], T0 + timedelta(hours=2))
+            uow.commit()
+
+        with uow_factory() as uow:
+            purged = uow.outbox.purge_sent(T0 + timedelta(hours=1), 10)
+            uow.commit()
+        with uow_factory() as uow:
+            again = uow.outbox.purge_sent(T0 + timedelta(hours=1), 10)
+            pending = uow.outbox.pending_count()
+            unsent = uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE)
+
+        assert purged in (0, 2)  # a store that keeps no sent entries has nothing to purge
+        assert again == 0
+        assert pending == 1 and [entry.command for entry in unsent] == [commands[3]]
+
     # -------------------------------------------------------------- inbox
+
+    def test_purge_forgets_only_message_ids_consumed_before_the_cutoff(self, uow_factory: UnitOfWorkFactory) -> None:
+        old, recent, saga_id = new_id(), new_id(), new_id()
+        with uow_factory() as uow:
+            uow.inbox.record(old, saga_id, T0)
+            uow.inbox.record(recent, saga_id, T0 + timedelta(days=2))
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.inbox.purge(T0 + timedelta(days=1), 10) == 1
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.inbox.purge(T0 + timedelta(days=1), 10) == 0
+            assert uow.inbox.record(old, saga_id, T0 + timedelta(days=3)) is True
+            assert uow.inbox.record(recent, saga_id, T0 + timedelta(days=3)) is False
 
     def test_the_inbox_records_a_message_once(self, uow_factory: UnitOfWorkFactory) -> None:
         with uow_factory() as uow:

@@ -126,6 +126,8 @@ class InMemoryUnitOfWork(UnitOfWork):
         an SQL UPDATE applies to the latest row version."""
         self.claimed: set[int] = set()
         self.recorded: dict[str, InboxRecord] = {}
+        self.forgotten: set[str] = set()
+        """Message ids purged by this unit of work, forgotten at commit."""
         self.sagas = InMemorySagaRepository(self)
         self.outbox = InMemoryOutbox(self)
         self.inbox = InMemoryInbox(self)
@@ -173,6 +175,8 @@ class InMemoryUnitOfWork(UnitOfWork):
                 if entry is not None and entry.sent_at is not None:
                     del store.unsent[entry_id]
             store.inbox.update(self.recorded)
+            for message_id in self.forgotten:
+                store.inbox.pop(message_id, None)
             self._end()
 
     def rollback(self) -> None:
@@ -191,6 +195,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.entry_changes.clear()
         self.claimed.clear()
         self.recorded.clear()
+        self.forgotten.clear()
 
     # The views below are what this unit of work sees: committed state under its own
     # staged work. The caller holds the store's lock.
@@ -342,6 +347,9 @@ class InMemoryOutbox(Outbox):
         with self._store.lock:
             return sum(1 for entry in self._uow.visible_entries().values() if entry.sent_at is None)
 
+    def purge_sent(self, sent_before: datetime, limit: int) -> int:
+        return 0  # sent entries are dropped at commit: nothing is kept to purge
+
 
 class InMemoryInbox(Inbox):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
@@ -354,3 +362,13 @@ class InMemoryInbox(Inbox):
                 return False
             self._uow.recorded[message_id] = InboxRecord(saga_id, now)
             return True
+
+    def purge(self, processed_before: datetime, limit: int) -> int:
+        with self._lock:
+            old = [
+                message_id
+                for message_id, record in self._uow.store.inbox.items()
+                if record.processed_at < processed_before and message_id not in self._uow.forgotten
+            ][:limit]
+            self._uow.forgotten.update(old)
+        return len(old)

@@ -168,6 +168,7 @@ inbox = Table(
     Column("message_id", String(200), primary_key=True),
     Column("saga_id", String(64), nullable=False),
     Column("processed_at", UtcDateTime(), nullable=False),
+    Index("ix_inbox_processed_at", "processed_at"),
 )
 
 
@@ -191,6 +192,24 @@ DISCARD_UNSENT_OF_SAGA = (
     outbox.update()
     .where(outbox.c.saga_id == bindparam("of_saga"), outbox.c.sent_at.is_(None))
     .values(sent_at=bindparam("now"), leased_until=None, last_error="superseded: the saga moved on")
+)
+PURGE_SENT_OUTBOX = outbox.delete().where(
+    outbox.c.id.in_(
+        select(outbox.c.id)
+        .where(outbox.c.sent_at < bindparam("before"))
+        .order_by(outbox.c.id)
+        .limit(bindparam("batch"))
+        .scalar_subquery()
+    )
+)
+PURGE_INBOX = inbox.delete().where(
+    inbox.c.message_id.in_(
+        select(inbox.c.message_id)
+        .where(inbox.c.processed_at < bindparam("before"))
+        .order_by(inbox.c.processed_at)
+        .limit(bindparam("batch"))
+        .scalar_subquery()
+    )
 )
 INSERT_INBOX = {
     # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable (a failed INSERT
@@ -491,6 +510,10 @@ class SqlAlchemyOutbox(Outbox):
         with _translated_errors():
             return int(self._connection().execute(query).scalar_one())
 
+    def purge_sent(self, sent_before: datetime, limit: int) -> int:
+        with _translated_errors():
+            return int(self._connection().execute(PURGE_SENT_OUTBOX, {"before": sent_before, "batch": limit}).rowcount)
+
 
 class SqlAlchemyInbox(Inbox):
     def __init__(self, connection: ConnectionSource) -> None:
@@ -504,6 +527,10 @@ class SqlAlchemyInbox(Inbox):
         values = {"message_id": message_id, "saga_id": saga_id, "processed_at": now}
         with _translated_errors():
             return connection.execute(statement, values).rowcount == 1
+
+    def purge(self, processed_before: datetime, limit: int) -> int:
+        with _translated_errors():
+            return int(self._connection().execute(PURGE_INBOX, {"before": processed_before, "batch": limit}).rowcount)
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):

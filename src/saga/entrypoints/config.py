@@ -46,6 +46,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     relay_poll_seconds: float = 1.0
     sweep_interval_seconds: float = 1.0
+    outbox_retention_hours: float = 24.0
+    inbox_retention_hours: float = 168.0
+    retention_interval_seconds: float = 300.0
     log_level: str = "INFO"
 
     @classmethod
@@ -121,8 +124,19 @@ class Settings:
             max_body_bytes=env.number("SAGA_MAX_BODY_BYTES", int, 64 * 1024, low=256),
             relay_poll_seconds=env.number("SAGA_RELAY_POLL_SECONDS", float, 1.0, low=0.001),
             sweep_interval_seconds=env.number("SAGA_SWEEP_INTERVAL_SECONDS", float, 1.0, low=0.001),
+            outbox_retention_hours=env.number("SAGA_OUTBOX_RETENTION_HOURS", float, 24.0, low=0),
+            inbox_retention_hours=env.number("SAGA_INBOX_RETENTION_HOURS", float, 168.0, low=0),
+            retention_interval_seconds=env.number("SAGA_RETENTION_INTERVAL_SECONDS", float, 300.0, low=0.001),
             log_level=env.choice("SAGA_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )
+
+    @property
+    def outbox_retention(self) -> timedelta:
+        return timedelta(hours=self.outbox_retention_hours)
+
+    @property
+    def inbox_retention(self) -> timedelta:
+        return timedelta(hours=self.inbox_retention_hours)
 
     @property
     def uses_sql(self) -> bool:

@@ -24,6 +24,7 @@ from saga.service_layer.intake import EventIntake
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay import OutboxRelay
+from saga.service_layer.retention import Retention
 
 
 def simulated_participant_map(simulation: SimulatedParticipants) -> dict[Participant, CommandHandler]:
@@ -91,6 +92,14 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         give_up_after=settings.provided.policy.step_deadline,
     )
+    retention = providers.Singleton(
+        Retention,
+        uow_factory=unit_of_work.provider,
+        clock=clock,
+        metrics=metrics,
+        outbox_retention=settings.provided.outbox_retention,
+        inbox_retention=settings.provided.inbox_retention,
+    )
     worker = providers.Singleton(
         BackgroundWorker,
         relay=relay,
@@ -99,6 +108,8 @@ class Container(containers.DeclarativeContainer):
         sources=event_sources,
         relay_poll_seconds=settings.provided.relay_poll_seconds,
         sweep_interval_seconds=settings.provided.sweep_interval_seconds,
+        retention=retention,
+        retention_interval_seconds=settings.provided.retention_interval_seconds,
     )
 
 

@@ -15,6 +15,7 @@ from saga.adapters.memory_transport import InMemoryTransport
 from saga.service_layer.intake import EventIntake
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay import OutboxRelay
+from saga.service_layer.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class BackgroundWorker:
         sources: Sequence[EventSource],
         relay_poll_seconds: float,
         sweep_interval_seconds: float,
+        retention: Retention | None = None,
+        retention_interval_seconds: float = 300.0,
     ) -> None:
         self._relay = relay
         self._orchestrator = orchestrator
@@ -65,6 +68,8 @@ class BackgroundWorker:
         self._sources = list(sources)
         self._relay_poll_seconds = relay_poll_seconds
         self._sweep_interval_seconds = sweep_interval_seconds
+        self._retention = retention
+        self._retention_interval_seconds = retention_interval_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -76,6 +81,8 @@ class BackgroundWorker:
             ("outbox-relay", self._relay_loop),
             ("deadline-sweeper", self._sweep_loop),
         ]
+        if self._retention is not None:
+            loops.append(("retention", self._retention_loop))
         loops += [(f"events-{index}", self._source_loop(source)) for index, source in enumerate(self._sources)]
         for name, loop in loops:
             thread = threading.Thread(target=self._guarded, args=(name, loop), name=f"saga-{name}", daemon=True)
@@ -109,6 +116,11 @@ class BackgroundWorker:
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self._sweep_interval_seconds):
             self._orchestrator.sweep_deadlines()
+
+    def _retention_loop(self) -> None:
+        assert self._retention is not None
+        while not self._stop.wait(self._retention_interval_seconds):
+            self._retention.prune()
 
     def _source_loop(self, source: EventSource) -> Callable[[], None]:
         return lambda: source.run(self._stop)

@@ -117,11 +117,22 @@ class Outbox(ABC):
     def pending_count(self) -> int:
         """Entries not yet sent."""
 
+    @abstractmethod
+    def purge_sent(self, sent_before: datetime, limit: int) -> int:
+        """Deletes up to `limit` entries sent before `sent_before`; returns how many."""
+
 
 class Inbox(ABC):
     @abstractmethod
     def record(self, message_id: str, saga_id: str, now: datetime) -> bool:
         """Records a consumed message id; False if it was already recorded (a duplicate)."""
+
+    @abstractmethod
+    def purge(self, processed_before: datetime, limit: int) -> int:
+        """Forgets up to `limit` message ids consumed before `processed_before`; returns how many.
+
+        A message redelivered after that is still harmless: it no longer fits its saga's state.
+        """
 
 
 class UnitOfWork(ABC):

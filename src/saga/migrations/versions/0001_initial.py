@@ -104,9 +104,12 @@ def upgrade() -> None:
         sa.Column("saga_id", sa.String(64), nullable=False),
         sa.Column("processed_at", _moment(), nullable=False),
     )
+    # Retention forgets the oldest message ids first.
+    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inbox_processed_at", table_name="inbox")
     op.drop_table("inbox")
     op.drop_index("ix_outbox_unsent_saga_id", table_name="outbox")
     op.drop_index("ix_outbox_unsent_message_id", table_name="outbox")

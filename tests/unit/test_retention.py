@@ -1,0 +1,47 @@
+"""Retention against a real SQLite file: sent outbox entries and old message ids go, the rest stays."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from saga.adapters.clock import ManualClock
+from saga.adapters.migrations import upgrade
+from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url, inbox, outbox
+from saga.domain.messages import Command, new_message_id
+from saga.service_layer.metrics import Metrics
+from saga.service_layer.retention import Retention
+
+
+def test_prune_deletes_in_batches_what_is_past_retention(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'saga.db'}"
+    upgrade(url)
+    engine = create_engine_from_url(url)
+    clock = ManualClock()
+    start = clock.now()
+    commands = [Command("create_order", new_message_id(), {}, new_message_id(), start) for _ in range(25)]
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        uow.outbox.add(commands)
+        for command in commands:
+            uow.inbox.record(command.message_id, command.saga_id, start)
+        uow.commit()
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        entries = uow.outbox.claim(start, 100, timedelta(seconds=30))
+        uow.outbox.mark_sent([entry.id for entry in entries[:20]], start)
+        uow.commit()
+
+    retention = Retention(
+        lambda: SqlAlchemyUnitOfWork(engine), clock, Metrics(), timedelta(hours=1), timedelta(hours=2), batch_size=7
+    )
+    assert retention.prune() == (0, 0)
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert retention.prune() == (20, 0)
+    clock.advance(timedelta(hours=1))
+    assert retention.prune() == (0, 25)
+
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(outbox)).scalar_one() == 5  # unsent stay
+        assert connection.execute(select(func.count()).select_from(inbox)).scalar_one() == 0
+    engine.dispose()
