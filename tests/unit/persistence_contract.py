@@ -605,6 +605,42 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.outbox.pending_count() == 3
 
+    def test_held_commands_wait_for_their_hold_and_mark_delivered_takes_them_out(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        held, other = make_command(new_id()), make_command(new_id())
+        hold_until = T0 + timedelta(seconds=5)
+        with uow_factory() as uow:
+            uow.outbox.add([held], hold_until=hold_until)
+            uow.outbox.add([other], hold_until=hold_until)
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.outbox.claim(hold_until - timedelta(microseconds=1), 10, LEASE) == []
+            uow.outbox.mark_delivered([held.message_id, new_id()], T0)
+            uow.outbox.mark_delivered([], T0)
+            uow.commit()
+
+        with uow_factory() as uow:
+            after_hold = uow.outbox.claim(hold_until, 10, LEASE)
+            assert uow.outbox.pending_count() == 1
+            assert not uow.outbox.awaiting_delivery(held.message_id)
+        assert [entry.command for entry in after_hold] == [other]  # its process never sent it
+
+    def test_reschedule_ends_a_hold_and_counts_the_attempt(self, uow_factory: UnitOfWorkFactory) -> None:
+        held = make_command(new_id())
+        with uow_factory() as uow:
+            uow.outbox.add([held], hold_until=T0 + timedelta(hours=1))
+            uow.commit()
+        with uow_factory() as uow:
+            uow.outbox.reschedule([held.message_id], T0 + timedelta(seconds=1), "broker unavailable")
+            uow.outbox.reschedule([], T0, "nothing")
+            uow.commit()
+        with uow_factory() as uow:
+            assert uow.outbox.claim(T0, 10, LEASE) == []
+            [entry] = uow.outbox.claim(T0 + timedelta(seconds=1), 10, LEASE)
+        assert entry.command == held and entry.attempts == 1
+
     def test_awaiting_delivery_is_true_only_while_a_copy_is_unsent(self, uow_factory: UnitOfWorkFactory) -> None:
         command = make_command(new_id())
         resend = Command(command.type, command.saga_id, command.payload, command.message_id, T0 + timedelta(seconds=30))

@@ -287,10 +287,11 @@ class InMemoryOutbox(Outbox):
         self._uow = uow
         self._store = uow.store
 
-    def add(self, commands: Sequence[Command]) -> None:
+    def add(self, commands: Sequence[Command], hold_until: datetime | None = None) -> None:
         for command in commands:
             stored = _stored_command(command)
-            entry = StoredOutboxEntry(self._store.next_outbox_id(), stored, 0, stored.timestamp)
+            available_at = _utc(hold_until) if hold_until is not None else stored.timestamp
+            entry = StoredOutboxEntry(self._store.next_outbox_id(), stored, 0, available_at)
             with self._store.lock:
                 self._uow.new_entries[entry.id] = entry
 
@@ -315,6 +316,24 @@ class InMemoryOutbox(Outbox):
         with self._store.lock:
             for entry_id in entry_ids:
                 self._uow.entry_changes.append((entry_id, lambda stored: replace(stored, sent_at=now, leased_until=None)))
+
+    def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:
+        wanted = set(message_ids)
+        with self._store.lock:
+            for entry in self._uow.visible_entries().values():
+                if entry.sent_at is None and entry.command.message_id in wanted:
+                    self._uow.entry_changes.append((entry.id, lambda stored: replace(stored, sent_at=now, leased_until=None)))
+
+    def reschedule(self, message_ids: Sequence[str], at: datetime, error: str) -> None:
+        wanted = set(message_ids)
+
+        def due_again(stored: StoredOutboxEntry) -> StoredOutboxEntry:
+            return replace(stored, available_at=_utc(at), attempts=stored.attempts + 1, last_error=error)
+
+        with self._store.lock:
+            for entry in self._uow.visible_entries().values():
+                if entry.sent_at is None and entry.command.message_id in wanted:
+                    self._uow.entry_changes.append((entry.id, due_again))
 
     def retry_later(self, entry_id: int, at: datetime, error: str) -> None:
         def put_back(stored: StoredOutboxEntry) -> StoredOutboxEntry:

@@ -174,6 +174,11 @@ inbox = Table(
 
 # Statements built once: their values arrive as execute() parameters, so SQLAlchemy
 # finds each compiled form in its cache without rebuilding the statement per call.
+MUTABLE_SAGA_COLUMNS = tuple(
+    column.name
+    for column in sagas.columns
+    if column.name not in ("id", "customer_id", "order_details", "amount_cents", "currency", "created_at", "version")
+)
 INSERT_SAGA = sagas.insert()
 SELECT_SAGA = select(sagas).where(sagas.c.id == bindparam("saga_id"))
 UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
@@ -184,6 +189,16 @@ RETRY_OUTBOX = (
     outbox.update()
     .where(outbox.c.id == bindparam("entry_id"))
     .values(available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
+)
+MARK_DELIVERED = (
+    outbox.update()
+    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
+    .values(sent_at=bindparam("now"), leased_until=None)
+)
+RESCHEDULE = (
+    outbox.update()
+    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
+    .values(available_at=bindparam("at"), attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
 )
 UNSENT_WITH_MESSAGE_ID = (
     select(outbox.c.id).where(outbox.c.message_id == bindparam("message_id"), outbox.c.sent_at.is_(None)).limit(1)
@@ -379,8 +394,9 @@ class SqlAlchemySagaRepository(SagaRepository):
         return _saga_from_row(row) if row is not None else None
 
     def save(self, saga: CreateOrderSaga) -> None:
-        values = _saga_row(saga)
-        del values["id"], values["created_at"]
+        row = _saga_row(saga)
+        # What an order is never changes after it starts: only the saga's progress is written.
+        values = {name: row[name] for name in MUTABLE_SAGA_COLUMNS}
         values.update(version=saga.version + 1, match_id=saga.id, match_version=saga.version)
         with _translated_errors():
             updated = self._connection().execute(UPDATE_SAGA, values).rowcount
@@ -430,7 +446,7 @@ class SqlAlchemyOutbox(Outbox):
     def __init__(self, connection: ConnectionSource) -> None:
         self._connection = connection
 
-    def add(self, commands: Sequence[Command]) -> None:
+    def add(self, commands: Sequence[Command], hold_until: datetime | None = None) -> None:
         if not commands:
             return
         rows = [
@@ -441,7 +457,7 @@ class SqlAlchemyOutbox(Outbox):
                 "payload": command.payload,
                 "created_at": command.timestamp,
                 "attempts": 0,
-                "available_at": command.timestamp,
+                "available_at": hold_until or command.timestamp,
             }
             for command in commands
         ]
@@ -492,6 +508,18 @@ class SqlAlchemyOutbox(Outbox):
             return
         with _translated_errors():
             self._connection().execute(MARK_OUTBOX_SENT, {"entry_ids": list(entry_ids), "now": now})
+
+    def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:
+        if not message_ids:
+            return
+        with _translated_errors():
+            self._connection().execute(MARK_DELIVERED, {"message_ids": list(message_ids), "now": now})
+
+    def reschedule(self, message_ids: Sequence[str], at: datetime, error: str) -> None:
+        if not message_ids:
+            return
+        with _translated_errors():
+            self._connection().execute(RESCHEDULE, {"message_ids": list(message_ids), "at": at, "error": error})
 
     def retry_later(self, entry_id: int, at: datetime, error: str) -> None:
         with _translated_errors():

@@ -45,6 +45,7 @@ class Settings:
     simulate_fail_step: str | None = None
     max_body_bytes: int = 64 * 1024
     relay_poll_seconds: float = 1.0
+    dispatch_hold_seconds: float = 5.0
     sweep_interval_seconds: float = 1.0
     outbox_retention_hours: float = 24.0
     inbox_retention_hours: float = 168.0
@@ -123,12 +124,17 @@ class Settings:
             simulate_fail_step=fail_step,
             max_body_bytes=env.number("SAGA_MAX_BODY_BYTES", int, 64 * 1024, low=256),
             relay_poll_seconds=env.number("SAGA_RELAY_POLL_SECONDS", float, 1.0, low=0.001),
+            dispatch_hold_seconds=env.number("SAGA_DISPATCH_HOLD_SECONDS", float, 5.0, low=0),
             sweep_interval_seconds=env.number("SAGA_SWEEP_INTERVAL_SECONDS", float, 1.0, low=0.001),
             outbox_retention_hours=env.number("SAGA_OUTBOX_RETENTION_HOURS", float, 24.0, low=0),
             inbox_retention_hours=env.number("SAGA_INBOX_RETENTION_HOURS", float, 168.0, low=0),
             retention_interval_seconds=env.number("SAGA_RETENTION_INTERVAL_SECONDS", float, 300.0, low=0.001),
             log_level=env.choice("SAGA_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )
+
+    @property
+    def dispatch_hold(self) -> timedelta:
+        return timedelta(seconds=self.dispatch_hold_seconds)
 
     @property
     def outbox_retention(self) -> timedelta:

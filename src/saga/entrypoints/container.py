@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from dependency_injector import containers, providers
 
 from saga.adapters.clock import SystemClock
@@ -20,6 +18,7 @@ from saga.entrypoints.worker import BackgroundWorker, EventSource, MemoryEventPu
 from saga.ports.clock import Clock
 from saga.ports.messaging import CommandPublisher
 from saga.ports.persistence import UnitOfWork
+from saga.service_layer.dispatch import DispatchQueue
 from saga.service_layer.intake import EventIntake
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
@@ -40,7 +39,7 @@ class Container(containers.DeclarativeContainer):
 
     clock: providers.Provider[Clock] = providers.Singleton(SystemClock)
     metrics = providers.Singleton(Metrics)
-    outbox_wakeup = providers.Singleton(threading.Event)
+    dispatch_queue = providers.Singleton(DispatchQueue)
 
     engine = providers.Singleton(create_engine_from_url, settings.provided.database_url)
     memory_store = providers.Singleton(InMemoryStore)
@@ -56,7 +55,8 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         policy=settings.provided.policy,
         metrics=metrics,
-        outbox_written=outbox_wakeup.provided.set,
+        dispatch=dispatch_queue,
+        dispatch_hold=settings.provided.dispatch_hold,
     )
     intake = providers.Singleton(EventIntake, orchestrator, metrics)
 
@@ -90,6 +90,7 @@ class Container(containers.DeclarativeContainer):
         orchestrator=orchestrator,
         clock=clock,
         metrics=metrics,
+        dispatch=dispatch_queue,
         give_up_after=settings.provided.policy.step_deadline,
     )
     retention = providers.Singleton(
@@ -104,7 +105,7 @@ class Container(containers.DeclarativeContainer):
         BackgroundWorker,
         relay=relay,
         orchestrator=orchestrator,
-        wakeup=outbox_wakeup,
+        wakeup=dispatch_queue.provided.ready,
         sources=event_sources,
         relay_poll_seconds=settings.provided.relay_poll_seconds,
         sweep_interval_seconds=settings.provided.sweep_interval_seconds,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -105,13 +106,17 @@ class BackgroundWorker:
                 self._stop.wait(ERROR_PAUSE_SECONDS)
 
     def _relay_loop(self) -> None:
+        last_poll = 0.0
         while not self._stop.is_set():
-            # Woken by a commit that queued commands; the timeout is only the fallback
-            # for commands queued by another process or put back for a later retry.
+            # Woken by a commit that queued commands; the outbox itself is polled only every
+            # relay_poll_seconds, for commands whose hold ended (another process's, or retries).
             self._wakeup.wait(self._relay_poll_seconds)
             self._wakeup.clear()
-            while not self._stop.is_set() and self._relay.run_once() > 0:
+            poll = time.monotonic() - last_poll >= self._relay_poll_seconds
+            while not self._stop.is_set() and self._relay.run_once(poll=poll) > 0:
                 pass
+            if poll:
+                last_poll = time.monotonic()
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self._sweep_interval_seconds):

@@ -86,8 +86,12 @@ class OutboxEntry:
 
 class Outbox(ABC):
     @abstractmethod
-    def add(self, commands: Sequence[Command]) -> None:
-        """Queues commands; they become visible to relays when the unit of work commits."""
+    def add(self, commands: Sequence[Command], hold_until: datetime | None = None) -> None:
+        """Queues commands; they become visible to relays when the unit of work commits.
+
+        With `hold_until`, relays leave them alone until then: the process that wrote
+        them hands them over itself right after the commit, and marks them delivered.
+        """
 
     @abstractmethod
     def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
@@ -100,6 +104,15 @@ class Outbox(ABC):
     @abstractmethod
     def mark_sent(self, entry_ids: Sequence[int], now: datetime) -> None:
         """Records that these entries reached the transport."""
+
+    @abstractmethod
+    def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:
+        """Records that the commands with these message_ids reached the transport."""
+
+    @abstractmethod
+    def reschedule(self, message_ids: Sequence[str], at: datetime, error: str) -> None:
+        """Makes the unsent commands with these message_ids due at `at` (ending any hold),
+        after their process failed to hand them over itself."""
 
     @abstractmethod
     def retry_later(self, entry_id: int, at: datetime, error: str) -> None:

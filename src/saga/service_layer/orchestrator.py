@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from saga.domain.messages import Command, Event
@@ -18,6 +18,7 @@ from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.ports.clock import Clock
 from saga.ports.persistence import ConcurrencyConflict, PageCursor, SagaPage, UnitOfWork, UnitOfWorkFactory
+from saga.service_layer.dispatch import DispatchQueue
 from saga.service_layer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,18 @@ class SagaOrchestrator:
         policy: SagaPolicy,
         metrics: Metrics,
         limits: OrderLimits = OrderLimits(),
-        outbox_written: Callable[[], None] = lambda: None,
+        dispatch: DispatchQueue | None = None,
+        dispatch_hold: timedelta = timedelta(seconds=5),
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._policy = policy
         self._metrics = metrics
         self._limits = limits
-        self._outbox_written = outbox_written
-        """Called after a commit that queued commands, so a relay can send them at once."""
+        self._dispatch = dispatch
+        """Where committed commands go for this process's relay to send at once; without
+        it they wait in the outbox for a relay's next poll."""
+        self._dispatch_hold = dispatch_hold
 
     def start(self, customer_id: object, order_details: object) -> CreateOrderSaga:
         """Starts a saga for a new order. Raises InvalidOrder when the request is unusable."""
@@ -70,7 +74,7 @@ class SagaOrchestrator:
         )
         with self._uow_factory() as uow:
             uow.sagas.add(saga)
-            uow.outbox.add(commands)
+            uow.outbox.add(commands, self._hold_until(saga.updated_at))
             uow.commit()
         self._metrics.count("sagas_started")
         self._sent(commands)
@@ -178,13 +182,17 @@ class SagaOrchestrator:
             if discarded:
                 log.info("saga %s: %d unsent command(s) withdrawn", saga.id, discarded)
         uow.sagas.save(saga)
-        uow.outbox.add(commands)
+        uow.outbox.add(commands, self._hold_until(saga.updated_at))
         uow.commit()
+
+    def _hold_until(self, now: datetime) -> datetime | None:
+        return now + self._dispatch_hold if self._dispatch is not None else None
 
     def _sent(self, commands: list[Command]) -> None:
         if commands:
             self._metrics.count("commands_queued", len(commands))
-            self._outbox_written()
+            if self._dispatch is not None:
+                self._dispatch.put(commands)
 
     def _log_status(self, saga: CreateOrderSaga) -> None:
         if saga.status.is_final:

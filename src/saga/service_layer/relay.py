@@ -1,22 +1,27 @@
-"""The outbox relay: hands committed commands to the transport and marks them sent.
+"""The outbox relay: hands committed commands to the transport and records their delivery.
 
-Entries are claimed with a lease, so several relays (processes or threads) share
-the outbox without sending an entry twice in the normal case, and an entry whose
-relay died comes back when its lease ends. Delivery is at least once: a crash
-after sending and before marking sent sends the entry again, with the same
-message_id, which participants deduplicate.
+Two paths lead out. Commands this process just committed come from its dispatch
+queue and go out at once (one transaction records a whole batch as delivered).
+Everything else (commands whose hold ran out because their process died or their
+send failed, re-sends, other processes' leftovers) is claimed from the outbox
+with a lease, so several relays share it without sending an entry twice in the
+normal case. Delivery is at least once: a crash after sending and before
+recording it sends the command again, with the same message_id, which
+participants deduplicate.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from saga.domain.messages import Event
+from saga.domain.messages import Command, Event
 from saga.ports.clock import Clock
-from saga.ports.messaging import CommandPublisher, Delivered, Rejected, Undelivered
-from saga.ports.persistence import UnitOfWorkFactory
+from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
+from saga.ports.persistence import OutboxEntry, UnitOfWorkFactory
+from saga.service_layer.dispatch import DispatchQueue
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
 
@@ -31,6 +36,7 @@ class OutboxRelay:
         orchestrator: SagaOrchestrator,
         clock: Clock,
         metrics: Metrics,
+        dispatch: DispatchQueue | None = None,
         batch_size: int = 100,
         lease: timedelta = timedelta(seconds=30),
         retry_base: timedelta = timedelta(milliseconds=200),
@@ -42,6 +48,7 @@ class OutboxRelay:
         self._orchestrator = orchestrator
         self._clock = clock
         self._metrics = metrics
+        self._dispatch = dispatch
         self._batch_size = batch_size
         self._lease = lease
         self._retry_base = retry_base
@@ -51,32 +58,49 @@ class OutboxRelay:
         queued its re-send (same message_id) or moved on, and a stale copy arriving late
         (a create_order after its cancel_order, say) would do harm."""
 
-    def run_once(self) -> int:
-        """Sends one batch of due entries; returns how many were claimed (0: outbox is idle)."""
+    def run_once(self, poll: bool = True) -> int:
+        """Sends this process's fresh commands, or else (with `poll`) one batch of due
+        outbox entries; returns how many commands it handled (0: nothing to do)."""
+        handled = self._send_fresh()
+        if handled == 0 and poll:
+            handled = self._send_due()
+        return handled
+
+    def _send_fresh(self) -> int:
+        if self._dispatch is None:
+            return 0
+        commands = self._dispatch.take(self._batch_size)
+        if not commands:
+            return 0
+        results = self._publisher.publish(commands)
+        now = self._clock.now()
+        delivered = [c.message_id for c, r in zip(commands, results, strict=True) if not isinstance(r, Undelivered)]
+        undelivered = [c.message_id for c, r in zip(commands, results, strict=True) if isinstance(r, Undelivered)]
+        reason = next((r.reason for r in results if isinstance(r, Undelivered)), "")
+        with self._uow_factory() as uow:
+            uow.outbox.mark_delivered(delivered, now)
+            # The claim path retries them, with backoff, from now on.
+            uow.outbox.reschedule(undelivered, now + self._retry_delay(0), reason)
+            uow.commit()
+        if undelivered:
+            self._metrics.count("commands_undelivered", len(undelivered))
+            log.warning("%d command(s) not delivered (%s); the outbox retries them", len(undelivered), reason)
+        self._finish(commands, results, now)
+        return len(commands)
+
+    def _send_due(self) -> int:
         with self._uow_factory() as uow:
             entries = uow.outbox.claim(self._clock.now(), self._batch_size, self._lease)
             uow.commit()
         if not entries:
             return 0
-        results = self._publisher.publish([entry.command for entry in entries])
+        commands = [entry.command for entry in entries]
+        results = self._publisher.publish(commands)
         now = self._clock.now()
-        sent: list[int] = []
-        replies: list[Event] = []
         with self._uow_factory() as uow:
+            sent: list[int] = []
             for entry, result in zip(entries, results, strict=True):
-                if (
-                    isinstance(result, Undelivered)
-                    and not result.transport_down
-                    and now - entry.command.timestamp >= self._give_up_after
-                ):
-                    sent.append(entry.id)
-                    self._metrics.count("commands_expired")
-                    log.warning(
-                        "command %s of saga %s dropped undelivered after %.0fs (%s); the saga's deadline decides",
-                        entry.command.type, entry.command.saga_id, self._give_up_after.total_seconds(), result.reason,
-                    )
-                    continue
-                if isinstance(result, Undelivered):
+                if isinstance(result, Undelivered) and not self._expired(entry, result, now):
                     delay = self._retry_delay(entry.attempts)
                     uow.outbox.retry_later(entry.id, now + delay, result.reason)
                     self._metrics.count("commands_undelivered")
@@ -84,20 +108,36 @@ class OutboxRelay:
                         "command %s of saga %s not delivered (%s); retry in %.1fs",
                         entry.command.type, entry.command.saga_id, result.reason, delay.total_seconds(),
                     )
-                    continue
-                sent.append(entry.id)
-                if isinstance(result, Rejected):
-                    self._metrics.count("commands_rejected")
-                    log.warning("command %s of saga %s rejected: %s", entry.command.type, entry.command.saga_id, result.reason)
-                    replies.append(entry.command.failure_event(result.reason, now))
-                elif isinstance(result, Delivered) and result.reply is not None:
-                    replies.append(result.reply)
+                else:
+                    sent.append(entry.id)
             uow.outbox.mark_sent(sent, now)
             uow.commit()
-        self._metrics.count("commands_sent", sum(1 for r in results if not isinstance(r, Undelivered)))
+        self._finish(commands, results, now)
+        return len(entries)
+
+    def _expired(self, entry: OutboxEntry, result: Undelivered, now: datetime) -> bool:
+        if result.transport_down or now - entry.command.timestamp < self._give_up_after:
+            return False
+        self._metrics.count("commands_expired")
+        log.warning(
+            "command %s of saga %s dropped undelivered after %.0fs (%s); the saga's deadline decides",
+            entry.command.type, entry.command.saga_id, self._give_up_after.total_seconds(), result.reason,
+        )
+        return True
+
+    def _finish(self, commands: Sequence[Command], results: Sequence[SendResult], now: datetime) -> None:
+        """Counts what went out and applies the replies that came back with it (HTTP)."""
+        replies: list[Event] = []
+        for command, result in zip(commands, results, strict=True):
+            if isinstance(result, Rejected):
+                self._metrics.count("commands_rejected")
+                log.warning("command %s of saga %s rejected: %s", command.type, command.saga_id, result.reason)
+                replies.append(command.failure_event(result.reason, now))
+            elif isinstance(result, Delivered) and result.reply is not None:
+                replies.append(result.reply)
+        self._metrics.count("commands_sent", sum(1 for result in results if not isinstance(result, Undelivered)))
         for reply in replies:
             self._orchestrator.apply_event(reply)
-        return len(entries)
 
     def _retry_delay(self, attempts: int) -> timedelta:
         # Full jitter: relays that failed together do not retry together.
