@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,11 @@ BAD_ORDERS: list[tuple[str, dict[str, Any], int, str]] = [
     ("body too large", {"json": {**SEED_ORDER, "padding": "x" * 5000}}, 413, "at most 4096 bytes"),
     ("not JSON content type", {"data": b"customer_id=c", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 415, "application/json"),
     ("deeply nested", {"data": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}}, 413, "at most"),
+    ("NaN in details", {"data": b'{"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 1}], "tip": NaN}}', "headers": {"Content-Type": "application/json"}}, 400, "NaN"),
+    ("Infinity price", {"data": b'{"customer_id": "c", "order_details": {"foodItems": [{"price": Infinity, "quantity": 1}]}}', "headers": {"Content-Type": "application/json"}}, 400, "Infinity"),
+    ("lone surrogate", {"data": b'{"customer_id": "\\ud800", "order_details": {"foodItems": [{"price": 1, "quantity": 1}]}}', "headers": {"Content-Type": "application/json"}}, 400, "surrogate"),
+    ("NUL character", {"data": b'{"customer_id": "c", "order_details": {"foodItems": [{"name": "a\\u0000b", "price": 1, "quantity": 1}]}}', "headers": {"Content-Type": "application/json"}}, 400, "NUL"),
+    ("not UTF-8", {"data": '{"customer_id": "c"}'.encode("utf-16"), "headers": {"Content-Type": "application/json"}}, 400, "UTF-8"),
 ]
 
 
@@ -114,7 +120,18 @@ def test_unknown_route_and_method_are_json_errors(server: str) -> None:
     assert wrong_method.status_code == 405 and wrong_method.json()["success"] is False
 
 
-@pytest.mark.parametrize("query", ["status=DONE", "status=", "limit=0", "limit=1001", "limit=ten", "cursor=%%%"])
+CURSOR_OF_BRACKETS = base64.urlsafe_b64encode(b"[" * 2000).decode()
+CURSOR_TOO_EARLY = base64.urlsafe_b64encode(b'["0001-01-01T00:00:00+05:00", "6f1c1d2e-0000-4000-8000-000000000000"]').decode()
+CURSOR_NOT_A_UUID = base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", "x"]').decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=DONE", "status=", "limit=0", "limit=1001", "limit=ten", "limit=%C2%B2", "limit=" + "9" * 5000,
+        "cursor=%%%", f"cursor={CURSOR_OF_BRACKETS}", f"cursor={CURSOR_TOO_EARLY}", f"cursor={CURSOR_NOT_A_UUID}",
+    ],
+)
 def test_bad_listing_queries(server: str, query: str) -> None:
     response = requests.get(f"{server}/api/sagas?{query}", timeout=5)
     if query == "status=":
@@ -150,6 +167,17 @@ def test_health_readiness_and_openapi(server: str) -> None:
     assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
     spec = requests.get(f"{server}/openapi.json", timeout=5).json()
     assert {"/api/orders", "/api/sagas", "/api/sagas/{saga_id}", "/api/events"} <= set(spec["paths"])
+
+
+def test_events_endpoint_rejects_json_that_cannot_be_stored(server: str) -> None:
+    saga_id = post_order(server, SEED_ORDER).json()["saga_id"]
+    for payload in (b'{"payment_info": {"limit": NaN}}', b'{"error": "\\udc00"}', b'{"order_id": "o\\u0000"}'):
+        body = b'{"type": "order.created", "correlation_id": "%s", "timestamp": "2026-11-28T12:00:00", "payload": %s}' % (
+            saga_id.encode(), payload,
+        )
+        response = requests.post(f"{server}/api/events", data=body, headers={"Content-Type": "application/json"}, timeout=5)
+        assert response.status_code == 400, response.text
+    assert requests.get(f"{server}/api/sagas/{saga_id}", timeout=5).status_code == 200
 
 
 def test_events_endpoint_rejects_bad_and_unknown(server: str) -> None:

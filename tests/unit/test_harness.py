@@ -120,7 +120,8 @@ def test_events_by_hand_bad_unknown_and_duplicate_change_nothing() -> None:
     harness.deliver(duplicate)
     after = harness.saga(saga_id)
     assert after.status is SagaStatus.STARTED and after.payment_id == before.payment_id
-    assert after.ignored_events == 1
+    assert after.ignored_events == 2  # once for not fitting, once as a duplicate
+    assert after.history[-1].detail == "duplicate message_id"
     assert harness.metrics.get("events_bad") == 1
     assert harness.metrics.get("events_unknown_saga") == 1
     assert harness.metrics.get("events_duplicate") == 1

@@ -18,7 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from saga.domain.messages import BadMessage, Command, Event, Participant, parse_event
+from saga.domain.messages import BadMessage, Command, Event, Participant, decode_json, parse_event
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class HttpCommandPublisher(CommandPublisher):
         if len(body) > self._max_reply_bytes:
             raise InvalidReply(f"body larger than {self._max_reply_bytes} bytes")
         try:
-            event = parse_event(json.loads(body.decode("utf-8")))
+            event = parse_event(decode_json(body))
         except (ValueError, RecursionError) as bad:  # BadMessage, JSON and UTF-8 errors are all ValueErrors
             reason = str(bad) if isinstance(bad, BadMessage) else "not valid UTF-8 JSON"
             raise InvalidReply(reason) from None

@@ -15,7 +15,13 @@ import time
 from collections.abc import Sequence
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from kafka.producer.future import FutureRecordMetadata
 
 from saga.domain.messages import Command
@@ -112,6 +118,15 @@ def bootstrap_probe(bootstrap_servers: str, timeout: float = PROBE_TIMEOUT_SECON
     return "; ".join(failures)
 
 
+# Errors about one record that no amount of waiting for the broker will cure: they fail
+# that send like a participant that stays down, so the saga's deadline decides.
+RECORD_ERRORS = (MessageSizeTooLargeError, TopicAuthorizationFailedError, InvalidTopicError)
+
+
+def _undelivered(error: KafkaError) -> Undelivered:
+    return Undelivered(f"kafka send failed: {error!r}", transport_down=not isinstance(error, RECORD_ERRORS))
+
+
 class KafkaCommandPublisher(CommandPublisher):
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
@@ -133,7 +148,7 @@ class KafkaCommandPublisher(CommandPublisher):
                 log.warning("%s; %d command(s) stay in the outbox", self._last_failure, len(commands))
                 return [Undelivered(self._last_failure, transport_down=True) for _ in commands]
             results = self._send_all(producer, commands)
-            failures = [result.reason for result in results if isinstance(result, Undelivered)]
+            failures = [result.reason for result in results if isinstance(result, Undelivered) and result.transport_down]
             if failures:
                 # A producer that lost its broker can keep failing after the broker is back
                 # (the idempotent producer's id is gone, for one); start afresh next time.
@@ -172,7 +187,7 @@ class KafkaCommandPublisher(CommandPublisher):
         return self._producer
 
     def _send_all(self, producer: KafkaProducer, commands: Sequence[Command]) -> list[SendResult]:
-        pending: list[FutureRecordMetadata | str] = []
+        pending: list[FutureRecordMetadata | Undelivered] = []
         for index, command in enumerate(commands):
             try:
                 pending.append(
@@ -183,22 +198,23 @@ class KafkaCommandPublisher(CommandPublisher):
                         headers=[("message_id", command.message_id.encode()), ("type", command.type.encode())],
                     )
                 )
+            except RECORD_ERRORS as error:
+                pending.append(_undelivered(error))  # this record only; the rest may go
             except KafkaError as error:
-                # send() blocks up to max_block_ms when metadata is missing; the rest would block too.
-                reason = f"kafka send failed: {error}"
-                pending.extend([reason] * (len(commands) - index))
+                # send() blocks up to max_block_ms when the broker is gone; the rest would block too.
+                pending.extend([_undelivered(error)] * (len(commands) - index))
                 break
         # Every future resolves within delivery_timeout_ms; the margin covers the client's own timer.
         deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 1.0
         results: list[SendResult] = []
         for future in pending:
-            if isinstance(future, str):
-                results.append(Undelivered(future, transport_down=True))
+            if isinstance(future, Undelivered):
+                results.append(future)
                 continue
             try:
                 await_acknowledgement(future, max(deadline - time.monotonic(), 0.0))
             except KafkaError as error:
-                results.append(Undelivered(f"kafka send failed: {error}", transport_down=True))
+                results.append(_undelivered(error))
             else:
                 results.append(Delivered())
         return results

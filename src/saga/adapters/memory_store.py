@@ -317,6 +317,22 @@ class InMemoryOutbox(Outbox):
             for entry_id in entry_ids:
                 self._uow.entry_changes.append((entry_id, lambda stored: replace(stored, sent_at=now, leased_until=None)))
 
+    def take(self, message_ids: Sequence[str]) -> set[str]:
+        wanted = set(message_ids)
+        uow = self._uow
+        taken: set[str] = set()
+        with self._store.lock:
+            for entry in uow.visible_entries().values():
+                if (
+                    entry.sent_at is None
+                    and entry.command.message_id in wanted
+                    and self._store.claims.get(entry.id, uow) is uow
+                ):
+                    uow.claimed.add(entry.id)
+                    self._store.claims[entry.id] = uow
+                    taken.add(entry.command.message_id)
+        return taken
+
     def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:
         wanted = set(message_ids)
         with self._store.lock:
@@ -351,10 +367,13 @@ class InMemoryOutbox(Outbox):
 
     def discard_unsent(self, saga_id: str, now: datetime) -> int:
         with self._store.lock:
+            # An entry a relay is sending stays: like a row lock, its send finishes first.
             unsent = [
                 entry.id
                 for entry in self._uow.visible_entries().values()
-                if entry.sent_at is None and entry.command.saga_id == saga_id
+                if entry.sent_at is None
+                and entry.command.saga_id == saga_id
+                and self._store.claims.get(entry.id, self._uow) is self._uow
             ]
             for entry_id in unsent:
                 self._uow.entry_changes.append(

@@ -190,6 +190,11 @@ RETRY_OUTBOX = (
     .where(outbox.c.id == bindparam("entry_id"))
     .values(available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
 )
+TAKE_UNSENT = (
+    select(outbox.c.message_id)
+    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
+    .with_for_update(skip_locked=True)
+)
 MARK_DELIVERED = (
     outbox.update()
     .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
@@ -508,6 +513,14 @@ class SqlAlchemyOutbox(Outbox):
             return
         with _translated_errors():
             self._connection().execute(MARK_OUTBOX_SENT, {"entry_ids": list(entry_ids), "now": now})
+
+    def take(self, message_ids: Sequence[str]) -> set[str]:
+        if not message_ids:
+            return set()
+        # Row locks, skipping rows another transaction holds: a saga withdrawing its
+        # commands, or a relay sending them. SQLite's BEGIN IMMEDIATE already excludes both.
+        with _translated_errors():
+            return set(self._connection().execute(TAKE_UNSENT, {"message_ids": list(message_ids)}).scalars())
 
     def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:
         if not message_ids:

@@ -185,10 +185,30 @@ def parse_event(body: object) -> Event:
     return Event(event_type, saga_id, payload, timestamp, message_id)
 
 
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def decode_json(raw: bytes | str) -> object:
+    """Strict JSON in UTF-8: no NaN or Infinity, and no text that cannot be stored (a NUL
+    character, half of a surrogate pair). Raises ValueError (RecursionError when absurdly nested)."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    value = json.loads(text, parse_constant=_not_json)
+    if "\\u" in text:  # only escapes can spell such characters
+        if "\\u0000" in text:
+            raise ValueError("JSON text must not contain NUL characters")
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("JSON text must be valid Unicode (no unpaired surrogates)") from None
+    return value
+
+
 def decode_event(raw: bytes | str) -> Event:
     """Parses raw JSON (UTF-8) into an Event. Raises BadMessage for anything unusable."""
     try:
-        body = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadMessage("not valid UTF-8 JSON") from None
+        body = decode_json(raw)
+    except (ValueError, RecursionError) as error:
+        reason = str(error) if "JSON text must" in str(error) else "not valid UTF-8 JSON"
+        raise BadMessage(reason) from None
     return parse_event(body)

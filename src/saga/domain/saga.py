@@ -267,6 +267,10 @@ class CreateOrderSaga:
         self._set_status(SagaStatus.COMPLETED, now)
         return []
 
+    def note_duplicate(self, event: Event, now: datetime) -> None:
+        """Records a message that was processed before (same message_id): it changes nothing."""
+        self._ignore(event, now, "duplicate message_id")
+
     # ------------------------------------------------------------- deadlines
 
     def on_deadline(self, now: datetime, policy: SagaPolicy) -> list[Command]:

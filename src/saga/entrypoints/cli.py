@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default: SAGA_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 3101)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
-    serve.add_argument("--no-worker", action="store_true", help="API only: leave events, outbox and deadlines to `saga worker`")
+    serve.add_argument("--no-worker", action="store_true", help="API only: leave events and deadlines to `saga worker` (this process still sends the commands it commits)")
 
     worker = commands.add_parser("worker", help="event processing, outbox relay and deadline sweeps, without the API")
     worker.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")

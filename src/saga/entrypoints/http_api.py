@@ -7,7 +7,6 @@ thread pool because storage is blocking.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from saga.domain.messages import JsonObject
+from saga.domain.messages import JsonObject, decode_json
 from saga.domain.money import InvalidOrder
 from saga.domain.saga import SagaStatus
 from saga.entrypoints.container import Container
 from saga.entrypoints.openapi import OPENAPI
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
-from saga.ports.persistence import PersistenceError, StorageUnavailable
+from saga.ports.persistence import PersistenceError
 from saga.service_layer.intake import EventIntake
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
 
@@ -73,9 +72,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 def parse_object(body: bytes) -> JsonObject:
     try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "body is not valid UTF-8 JSON") from None
+        value = decode_json(body)
+    except RecursionError:
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
+    except ValueError as error:
+        raise ApiError(400, f"body is not valid UTF-8 JSON: {error}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "body must be a JSON object")
     return value
@@ -121,7 +122,8 @@ class SagaApi:
                 allowed = "|".join(s.value for s in SagaStatus)
                 raise ApiError(400, f"status must be one of {allowed}") from None
         raw_limit = params.get("limit", str(DEFAULT_PAGE_SIZE))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
+        # isdigit() alone admits "²" and digit strings too long for int().
+        if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4) or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
             raise ApiError(400, f"limit must be an integer between 1 and {MAX_PAGE_SIZE}")
         limit = int(raw_limit)
         after = None
@@ -207,8 +209,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _storage_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("storage unavailable: %s", exc)
-    return error_response(503, "storage is unavailable; try again later")
+    # Unreachable storage, or a saga that kept changing under concurrent updates: both pass.
+    log.warning("storage could not do the work: %s: %s", type(exc).__name__, exc)
+    response = error_response(503, "storage is unavailable or busy; try again later")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -217,19 +222,18 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def create_app(container: Container, run_worker: bool = True) -> Starlette:
-    """The ASGI app; with `run_worker`, the process also relays commands, takes in events and sweeps deadlines."""
+    """The ASGI app. It always sends the commands it commits; with `run_worker` it also
+    takes in events, sweeps deadlines and sends what other processes left in the outbox."""
     api = SagaApi(container)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        worker = container.worker() if run_worker else None
-        if worker is not None:
-            worker.start()
+        worker = container.worker()
+        worker.start(relay_only=not run_worker)
         try:
             yield
         finally:
-            if worker is not None:
-                await run_in_threadpool(worker.stop)
+            await run_in_threadpool(worker.stop)
             container.publisher().close()
 
     routes = [
@@ -246,7 +250,7 @@ def create_app(container: Container, run_worker: bool = True) -> Starlette:
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
         ApiError: _api_error,
         HTTPException: _http_error,
-        StorageUnavailable: _storage_unavailable,
+        PersistenceError: _storage_unavailable,
         Exception: _unexpected,
     }
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

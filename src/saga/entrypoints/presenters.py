@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+import uuid
+from datetime import datetime, timezone
+from typing import cast
 
-from saga.domain.messages import JsonObject, format_timestamp
+from saga.domain.messages import JsonObject, decode_json, format_timestamp
 from saga.domain.saga import CreateOrderSaga
 from saga.ports.persistence import PageCursor
 
@@ -51,10 +53,10 @@ def decode_cursor(text: str) -> PageCursor:
     """Raises ValueError for a cursor this service did not issue."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        created_at, saga_id = json.loads(raw)
+        created_at, saga_id = cast(list[str], decode_json(raw))  # shape checked by what follows
         moment = datetime.fromisoformat(created_at)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        return PageCursor(moment.astimezone(timezone.utc), str(uuid.UUID(saga_id)))
+    except (binascii.Error, ValueError, TypeError, AttributeError, OverflowError, RecursionError):
         raise ValueError("cursor is not one this service issued") from None
-    if moment.tzinfo is None or not isinstance(saga_id, str):
-        raise ValueError("cursor is not one this service issued")
-    return PageCursor(moment, saga_id)

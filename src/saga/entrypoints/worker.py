@@ -74,17 +74,18 @@ class BackgroundWorker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self) -> None:
+    def start(self, relay_only: bool = False) -> None:
+        """Starts every loop, or with `relay_only` just the relay, which sends what this
+        process commits (an API-only process leaves events and deadlines to workers)."""
         if self._threads:
             return
         self._stop.clear()
-        loops: list[tuple[str, Callable[[], None]]] = [
-            ("outbox-relay", self._relay_loop),
-            ("deadline-sweeper", self._sweep_loop),
-        ]
-        if self._retention is not None:
-            loops.append(("retention", self._retention_loop))
-        loops += [(f"events-{index}", self._source_loop(source)) for index, source in enumerate(self._sources)]
+        loops: list[tuple[str, Callable[[], None]]] = [("outbox-relay", self._relay_loop)]
+        if not relay_only:
+            loops.append(("deadline-sweeper", self._sweep_loop))
+            if self._retention is not None:
+                loops.append(("retention", self._retention_loop))
+            loops += [(f"events-{index}", self._source_loop(source)) for index, source in enumerate(self._sources)]
         for name, loop in loops:
             thread = threading.Thread(target=self._guarded, args=(name, loop), name=f"saga-{name}", daemon=True)
             thread.start()
@@ -108,15 +109,19 @@ class BackgroundWorker:
     def _relay_loop(self) -> None:
         last_poll = 0.0
         while not self._stop.is_set():
-            # Woken by a commit that queued commands; the outbox itself is polled only every
+            # Woken by a commit that queued commands; the outbox itself is polled every
             # relay_poll_seconds, for commands whose hold ended (another process's, or retries).
             self._wakeup.wait(self._relay_poll_seconds)
             self._wakeup.clear()
             poll = time.monotonic() - last_poll >= self._relay_poll_seconds
-            while not self._stop.is_set() and self._relay.run_once(poll=poll) > 0:
-                pass
             if poll:
                 last_poll = time.monotonic()
+            while not self._stop.is_set():
+                fresh = self._relay.send_fresh()
+                due = self._relay.send_due() if poll else 0
+                poll = poll and due > 0  # keep at the outbox only while it has work
+                if fresh == 0 and due == 0:
+                    break
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self._sweep_interval_seconds):

@@ -95,15 +95,23 @@ class Outbox(ABC):
 
     @abstractmethod
     def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        """Takes up to `limit` unsent entries that are due, oldest first.
+        """Takes up to `limit` unsent entries that are due, oldest first, locked for this
+        unit of work (skipping entries another one holds).
 
-        A claimed entry is hidden from other relays until `now + lease`, so a relay
+        A claimed entry is also hidden from other relays until `now + lease`, so a relay
         that dies mid-send loses nothing: its entries come back when the lease ends.
         """
 
     @abstractmethod
     def mark_sent(self, entry_ids: Sequence[int], now: datetime) -> None:
         """Records that these entries reached the transport."""
+
+    @abstractmethod
+    def take(self, message_ids: Sequence[str]) -> set[str]:
+        """Locks the unsent commands with these message_ids for this unit of work and
+        returns the message_ids it got. A command already sent, withdrawn, or being sent
+        by another relay is left out, so it is never handed over twice or after its saga
+        moved on; the lock lasts until the unit of work ends."""
 
     @abstractmethod
     def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:

@@ -102,6 +102,8 @@ class SagaOrchestrator:
             if saga is None:
                 return EventOutcome.UNKNOWN_SAGA
             if event.message_id is not None and not uow.inbox.record(event.message_id, saga.id, now):
+                saga.note_duplicate(event, now)
+                self._store(uow, saga, [])
                 return EventOutcome.DUPLICATE
             ignored_before, status_before = saga.ignored_events, saga.status
             commands = saga.handle(event, now, self._policy)

@@ -59,27 +59,33 @@ class OutboxRelay:
         (a create_order after its cancel_order, say) would do harm."""
 
     def run_once(self, poll: bool = True) -> int:
-        """Sends this process's fresh commands, or else (with `poll`) one batch of due
-        outbox entries; returns how many commands it handled (0: nothing to do)."""
-        handled = self._send_fresh()
-        if handled == 0 and poll:
-            handled = self._send_due()
+        """Sends this process's fresh commands and, with `poll`, one batch of due outbox
+        entries; returns how many commands it handled (0: nothing to do)."""
+        handled = self.send_fresh()
+        if poll:
+            handled += self.send_due()
         return handled
 
-    def _send_fresh(self) -> int:
+    # Each path sends inside the transaction that holds its outbox rows, so a saga that
+    # withdraws a command (it started undoing) waits for a send in progress and its
+    # compensation always leaves after the command it undoes.
+
+    def send_fresh(self) -> int:
+        """Sends a batch of the commands this process just committed; returns how many."""
         if self._dispatch is None:
             return 0
         commands = self._dispatch.take(self._batch_size)
         if not commands:
             return 0
-        results = self._publisher.publish(commands)
-        now = self._clock.now()
-        delivered = [c.message_id for c, r in zip(commands, results, strict=True) if not isinstance(r, Undelivered)]
-        undelivered = [c.message_id for c, r in zip(commands, results, strict=True) if isinstance(r, Undelivered)]
-        reason = next((r.reason for r in results if isinstance(r, Undelivered)), "")
         with self._uow_factory() as uow:
-            uow.outbox.mark_delivered(delivered, now)
-            # The claim path retries them, with backoff, from now on.
+            taken = uow.outbox.take([command.message_id for command in commands])
+            commands = [command for command in commands if command.message_id in taken]
+            results = self._publisher.publish(commands) if commands else []
+            now = self._clock.now()
+            undelivered = [c.message_id for c, r in zip(commands, results, strict=True) if isinstance(r, Undelivered)]
+            reason = next((r.reason for r in results if isinstance(r, Undelivered)), "")
+            uow.outbox.mark_delivered([c.message_id for c in commands if c.message_id not in undelivered], now)
+            # The claim path retries these, with backoff, from now on.
             uow.outbox.reschedule(undelivered, now + self._retry_delay(0), reason)
             uow.commit()
         if undelivered:
@@ -88,16 +94,15 @@ class OutboxRelay:
         self._finish(commands, results, now)
         return len(commands)
 
-    def _send_due(self) -> int:
+    def send_due(self) -> int:
+        """Sends a batch of outbox entries whose hold or retry time has come; returns how many."""
         with self._uow_factory() as uow:
             entries = uow.outbox.claim(self._clock.now(), self._batch_size, self._lease)
-            uow.commit()
-        if not entries:
-            return 0
-        commands = [entry.command for entry in entries]
-        results = self._publisher.publish(commands)
-        now = self._clock.now()
-        with self._uow_factory() as uow:
+            if not entries:
+                return 0
+            commands = [entry.command for entry in entries]
+            results = self._publisher.publish(commands)
+            now = self._clock.now()
             sent: list[int] = []
             for entry, result in zip(entries, results, strict=True):
                 if isinstance(result, Undelivered) and not self._expired(entry, result, now):
