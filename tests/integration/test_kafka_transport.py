@@ -40,7 +40,7 @@ from tests.support.servers import (
     saga_background,
     saga_process,
     spawn_saga,
-    stop_saga,
+    stop_process,
     wait_for_log,
     wait_for_status,
     wait_until_answers,
@@ -232,14 +232,14 @@ def test_orchestrator_killed_in_the_middle_of_50_sagas_loses_nothing(system: Kaf
     with ExitStack() as stack:
         stack.enter_context(system.simulator("--delay-ms", "50", "--received-log", str(received)))
         first = spawn_saga(["serve", "--port", str(port)], env, system.folder / "serve-1.log")
-        stack.callback(stop_saga, first)
+        stack.callback(stop_process, first)
         wait_until_answers(base + "/healthz", first, system.folder / "serve-1.log")
         ids = [start_order(base) for _ in range(count)]
         completed_before_kill = wait_for_completed(base, at_least=5)
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = spawn_saga(["serve", "--port", str(port)], env, system.folder / "serve-2.log")
-        stack.callback(stop_saga, second)
+        stack.callback(stop_process, second)
         wait_until_answers(base + "/healthz", second, system.folder / "serve-2.log")
         sagas: list[dict[str, Any]] = [wait_for_status(base, saga_id, FINAL, timeout=60) for saga_id in ids]
     assert completed_before_kill < count, "the orchestrator was killed after every saga had finished"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -25,6 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from saga.adapters.kafka_publisher import await_acknowledgement
 from saga.entrypoints.config import DEFAULT_TOPICS
+from tests.support.servers import stop_process
 
 # Group joins in about a second on Tansu (INFRA.md); production keeps the longer defaults.
 FAST_CLIENT_SETTINGS = {
@@ -70,13 +70,7 @@ def tansu_broker(port: int, log: Path) -> Iterator[str]:
         wait_for_port(port, process)
         yield f"127.0.0.1:{port}"
     finally:
-        # SIGTERM takes 5 s while a client is connected; SIGINT stops it at once.
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)  # SIGINT: SIGTERM takes 5 s while a client is connected
 
 
 @pytest.fixture(scope="session")

@@ -54,12 +54,7 @@ def saga_process(
         wait_until_answers(base + probe_path, process, log)
         yield base
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def wait_for_status(base: str, saga_id: str, statuses: set[str], timeout: float = 15.0) -> dict[str, object]:
@@ -85,7 +80,7 @@ def spawn_saga(args: list[str], env: Mapping[str, str], log: Path) -> subprocess
         )
 
 
-def stop_saga(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Stops a process as an operator would (SIGINT), killing it if it does not exit in time."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -118,4 +113,4 @@ def saga_background(
         wait_for_log(log, ready_text, process, timeout)
         yield process
     finally:
-        stop_saga(process)
+        stop_process(process)
