@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -35,7 +36,7 @@ def engine(fresh_database_url: str) -> Iterator[Engine]:
 class TestPostgresStore(PersistenceContract, OverlappingTransactionsContract):
     @pytest.fixture
     def uow_factory(self, engine: Engine) -> UnitOfWorkFactory:
-        return lambda: SqlAlchemyUnitOfWork(engine)
+        return partial(SqlAlchemyUnitOfWork, engine)
 
 
 def test_the_migration_applies_to_an_empty_database(fresh_database_url: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
@@ -21,7 +23,7 @@ class TestInMemoryStore(PersistenceContract, OverlappingTransactionsContract):
     @pytest.fixture
     def uow_factory(self) -> UnitOfWorkFactory:
         store = InMemoryStore()
-        return lambda: InMemoryUnitOfWork(store)
+        return partial(InMemoryUnitOfWork, store)
 
 
 # Interleavings PostgreSQL resolves by making the second writer wait for the first; the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def engine(sqlite_url: str) -> Iterator[Engine]:
 class TestSqliteStore(PersistenceContract):
     @pytest.fixture
     def uow_factory(self, engine: Engine) -> UnitOfWorkFactory:
-        return lambda: SqlAlchemyUnitOfWork(engine)
+        return partial(SqlAlchemyUnitOfWork, engine)
 
 
 def test_the_migration_brings_an_empty_file_to_head(sqlite_url: str) -> None:
@@ -107,3 +108,21 @@ def test_a_unit_of_work_used_outside_its_block_says_so(engine: Engine) -> None:
     uow = SqlAlchemyUnitOfWork(engine)
     with pytest.raises(RuntimeError, match="outside"):
         uow.sagas.get("anything")
+
+
+def test_a_read_only_unit_of_work_reads_beside_a_writer_without_waiting(engine: Engine) -> None:
+    saga = make_saga()
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        uow.sagas.add(saga)
+        uow.commit()
+    with SqlAlchemyUnitOfWork(engine) as writer:
+        changed = writer.sagas.get(saga.id)
+        assert changed is not None
+        changed.error = "uncommitted"
+        writer.sagas.save(changed)  # the writer holds SQLite's write lock from here on
+        started = time.monotonic()
+        with SqlAlchemyUnitOfWork(engine, read_only=True) as reader:
+            seen = reader.sagas.get(saga.id)
+        waited = time.monotonic() - started
+    assert seen is not None and seen.error == saga.error != "uncommitted"  # the committed snapshot
+    assert waited < 1.0  # a writing unit of work would wait out the busy timeout

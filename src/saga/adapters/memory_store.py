@@ -114,7 +114,7 @@ class InMemoryStore:
 class InMemoryUnitOfWork(UnitOfWork):
     """Stages its writes privately and applies them to the store atomically on commit."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: InMemoryStore, read_only: bool = False) -> None:
         self.store = store
         self.staged_sagas: dict[str, CreateOrderSaga] = {}
         self.added: set[str] = set()

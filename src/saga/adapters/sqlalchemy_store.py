@@ -62,6 +62,7 @@ from saga.ports.persistence import (
 )
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+READ_ONLY_OPTION = "saga_read_only"
 # PostgreSQL aborts one side of a deadlock or a serialization failure; retrying it is safe.
 RETRYABLE_PG_CODES = frozenset({"40001", "40P01"})
 SQLITE_DUPLICATE_KEY_ERRORS = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
@@ -289,7 +290,10 @@ def _begin_sqlite_transactions_immediately(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A unit of work that only reads takes no lock at BEGIN: in WAL mode it reads a
+        # snapshot beside the writer.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 # ------------------------------------------------------------------ errors
@@ -581,8 +585,9 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     transaction, which leaving without another commit rolls back.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, read_only: bool = False) -> None:
         self._engine = engine
+        self._read_only = read_only
         self._open: Connection | None = None
         self.sagas = SqlAlchemySagaRepository(self._connection)
         self.outbox = SqlAlchemyOutbox(self._connection)
@@ -599,6 +604,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         with _translated_errors():
             connection = self._engine.connect()
             try:
+                if self._read_only:
+                    connection = connection.execution_options(**{READ_ONLY_OPTION: True})
                 connection.begin()
             except BaseException:
                 connection.close()

@@ -7,10 +7,11 @@ driver exception.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Protocol
 
 from saga.domain.messages import Command
 from saga.domain.saga import CreateOrderSaga, SagaStatus
@@ -183,4 +184,7 @@ class UnitOfWork(ABC):
         """Discards uncommitted work; harmless after commit."""
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, read_only: bool = False) -> UnitOfWork:
+        """A new unit of work; `read_only` promises it will write nothing, which lets a
+        store that serialises writers (SQLite) run it beside them."""

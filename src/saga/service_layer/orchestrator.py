@@ -116,7 +116,7 @@ class SagaOrchestrator:
     def sweep_deadlines(self, limit: int = 500) -> int:
         """Acts on every saga whose deadline has passed; returns how many were acted on."""
         now = self._clock.now()
-        with self._uow_factory() as uow:
+        with self._uow_factory(read_only=True) as uow:
             due = uow.sagas.due(now, limit)
         acted = 0
         for saga_id in due:
@@ -167,11 +167,11 @@ class SagaOrchestrator:
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while cancelling")
 
     def get(self, saga_id: str) -> CreateOrderSaga | None:
-        with self._uow_factory() as uow:
+        with self._uow_factory(read_only=True) as uow:
             return uow.sagas.get(saga_id)
 
     def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
-        with self._uow_factory() as uow:
+        with self._uow_factory(read_only=True) as uow:
             return uow.sagas.page(status, limit, after)
 
     def _store(
