@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ DEFAULT_TOPICS = {
 }
 
 
+
+
+LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
 class InvalidKafkaSettings(ValueError):
@@ -50,6 +54,10 @@ class KafkaSettings:
     """Longest pause between attempts while the broker or the database cannot be reached."""
 
     def __post_init__(self) -> None:
+        for name, topic in [*self.topics.items(), ("dlq_topic", self.dead_letter_topic)]:
+            if not LEGAL_TOPIC.fullmatch(topic):
+                variable = "SAGA_KAFKA_DLQ_TOPIC" if name == "dlq_topic" else f"SAGA_TOPIC_{name.upper()}"
+                raise InvalidKafkaSettings(f"{variable} must be 1-249 of [a-zA-Z0-9._-], got {topic!r}")
         # kafka-python refuses these combinations only when a client is built, which
         # would be a retry loop at run time instead of one clear line at start.
         if self.replication_factor == 0:

@@ -55,6 +55,7 @@ class KafkaEventSource:
         self._metrics = metrics
         self._topics_ready = False
         self._failed_attempts: dict[str, int] = {}
+        self._refused_dead_letters: dict[str, int] = {}
 
     def run(self, stop: threading.Event) -> None:
         backoff = Backoff(self._settings.retry_backoff_max_ms / 1000)
@@ -146,11 +147,31 @@ class KafkaEventSource:
                 return f"{type(error).__name__}: {error}"
             # A poison message must not hold its partition up for good.
             self._failed_attempts.pop(record.source, None)
-            self._dead_letter(consumer, record, f"processing failed: {type(error).__name__}: {error}")
-            return None
+            return self._set_aside(consumer, record, f"processing failed: {type(error).__name__}: {error}")
         self._failed_attempts.pop(record.source, None)
         if result.problem is not None:
-            self._dead_letter(consumer, record, result.problem)
+            return self._set_aside(consumer, record, result.problem)
+        return None
+
+    def _set_aside(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str) -> str | None:
+        """Dead-letters a record; returns why it must be retried, or None when it is done."""
+        try:
+            self._dead_letter(consumer, record, reason)
+            self._refused_dead_letters.pop(record.source, None)
+            return None
+        except KafkaUnavailable as error:
+            attempts = self._refused_dead_letters.get(record.source, 0) + 1
+            if attempts < ATTEMPTS_BEFORE_DEAD_LETTER:
+                self._refused_dead_letters[record.source] = attempts
+                return f"dead-letter topic unavailable: {error}"
+        # The broker answers polls but refuses the dead-letter topic (missing, not
+        # authorised): the record goes into the log, whole, rather than hold its partition.
+        self._refused_dead_letters.pop(record.source, None)
+        self._metrics.count("events_dropped")
+        log.error(
+            "event %s could not be dead-lettered and is skipped (%s); key=%r value=%r",
+            record.source, reason, record.key, (record.value or b"")[:4096],
+        )
         return None
 
     def _dead_letter(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str) -> None:
