@@ -9,7 +9,7 @@ catch before it reconnects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -65,6 +65,7 @@ class KafkaRecordConsumer:
         self._settings = settings
         self._client_id = client_id
         self._dead_letters: KafkaProducer | None = None
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         with _broker_errors("connecting the consumer"):
             self._consumer = KafkaConsumer(
                 *topics,
@@ -105,15 +106,36 @@ class KafkaRecordConsumer:
         return sorted(f"{partition.topic}/{partition.partition}" for partition in self._consumer.assignment())
 
     def commit(self, done: Sequence[InboundRecord]) -> None:
-        """Commits past the last record of each partition in `done`, so a restart resumes after them."""
+        """Commits past the last record of each partition in `done`, so a restart resumes after them.
+
+        The commit is sent without waiting for its answer, so the next poll need not wait a
+        round trip; close() commits the latest offsets and waits. A commit lost in a crash only
+        means the records are delivered again, which the inbox makes harmless.
+        """
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for record in done:
             offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(
                 record.offset + 1, "", record.leader_epoch
             )
         if offsets:
+            self._uncommitted.update(offsets)
             with _broker_errors("committing offsets"):
-                self._consumer.commit(offsets)
+                self._consumer.commit_async(dict(offsets), callback=self._committed)
+
+    def _committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata], response: object) -> None:
+        if isinstance(response, Exception):
+            log.warning("offsets not committed (%s); the records may be delivered again", response)
+            return
+        for partition, offset in offsets.items():
+            if self._uncommitted.get(partition) == offset:
+                del self._uncommitted[partition]
+
+    def flush_commits(self) -> None:
+        """Commits the offsets still in flight and waits for the broker's answer."""
+        if self._uncommitted:
+            with _broker_errors("committing offsets"):
+                self._consumer.commit(dict(self._uncommitted))
+            self._uncommitted.clear()
 
     def rewind(self, undone: Sequence[InboundRecord]) -> None:
         """Makes the next poll return `undone` again: each partition restarts at its first undone record."""
@@ -144,6 +166,10 @@ class KafkaRecordConsumer:
             await_acknowledgement(future, self._settings.delivery_timeout_ms / 1000 + 1.0)
 
     def close(self) -> None:
+        try:
+            self.flush_commits()
+        except KafkaUnavailable:
+            log.warning("offsets not committed at close; the records may be delivered again", exc_info=True)
         try:
             self._consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
         except KafkaError:
