@@ -20,5 +20,8 @@ typecheck: $(STAMP)
 test: $(STAMP) typecheck
 	$(BIN)/pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache saga.db

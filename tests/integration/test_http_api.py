@@ -217,3 +217,12 @@ def test_simulated_failure_at_each_step_compensates(tmp_path: Path, step: str, c
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'saga.db'}", "SAGA_SIMULATE_FAIL_STEP": step}
     with saga_process(["serve"], env, tmp_path / "server.log") as base:
         assert_fails_with_compensations(base, step, compensations)
+
+
+def test_metrics_count_what_a_saga_cost(server: str) -> None:
+    before = requests.get(f"{server}/metrics", timeout=5).json()["counters"]
+    wait_for_status(server, post_order(server, SEED_ORDER).json()["saga_id"], FINAL)
+    after = requests.get(f"{server}/metrics", timeout=5).json()["counters"]
+    grew = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    assert grew["sagas_started"] == 1 and grew["events_applied"] == 5 and grew["commands_sent"] == 5
+    assert grew["db_commits"] >= 6  # the start and one per event, at the least

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dependency_injector import containers, providers
+from sqlalchemy import Engine, event
 
 from saga.adapters.clock import SystemClock
 from saga.adapters.http_publisher import HttpCommandPublisher
@@ -30,6 +31,13 @@ def simulated_participant_map(simulation: SimulatedParticipants) -> dict[Partici
     return {participant: simulation.handle for participant in Participant}
 
 
+def counted_engine(url: str, metrics: Metrics) -> Engine:
+    """The database engine, counting commits into the process's metrics (`db_commits`)."""
+    engine = create_engine_from_url(url)
+    event.listen(engine, "commit", lambda connection: metrics.count("db_commits"))
+    return engine
+
+
 def store_kind(settings: Settings) -> str:
     return "sql" if settings.uses_sql else "memory"
 
@@ -41,7 +49,7 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(Metrics)
     dispatch_queue = providers.Singleton(DispatchQueue)
 
-    engine = providers.Singleton(create_engine_from_url, settings.provided.database_url)
+    engine = providers.Singleton(counted_engine, settings.provided.database_url, metrics)
     memory_store = providers.Singleton(InMemoryStore)
     unit_of_work: providers.Provider[UnitOfWork] = providers.Selector(
         providers.Callable(store_kind, settings),
