@@ -8,11 +8,9 @@ VmRSS and VmHWM of /proc/<pid>/status.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -24,6 +22,7 @@ import psycopg2
 import requests
 
 from tests.support.kafka import tansu_binary, wait_for_port
+from tests.support.postgres import embedded_postgres
 from tests.support.servers import free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -284,25 +283,8 @@ def postgres_server(scratch: Path) -> Iterator[Postgres]:
         finally:
             server.drop_created()
         return
-    folder = Path(tempfile.mkdtemp(prefix="saga-bench-postgres-", dir=scratch))
-    runtime_dir = folder / "runtime"
-    runtime_dir.mkdir(mode=0o700)
-    # embedded_postgres reads XDG_RUNTIME_DIR once, when it is imported, to place its lock file.
-    previous = os.environ.get("XDG_RUNTIME_DIR")
-    os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
-    try:
-        from embedded_postgres.postgres_server import get_server
-    finally:
-        if previous is None:
-            os.environ.pop("XDG_RUNTIME_DIR", None)
-        else:
-            os.environ["XDG_RUNTIME_DIR"] = previous
-    pg = get_server(folder / "data", cleanup_mode="delete")
-    try:
+    with embedded_postgres(scratch, prefix="saga-bench-postgres-") as pg:
         yield Postgres(pg.get_uri("postgres"), pg.get_pid(), embedded=True)
-    finally:
-        pg.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- Kafka

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from saga.adapters.sqlalchemy_store import database_url
+from tests.support.postgres import embedded_postgres
 
 
 @pytest.fixture(scope="session")
@@ -23,27 +21,9 @@ def postgres_url() -> Iterator[str]:
     if given:
         yield given
         return
-    scratch = Path(tempfile.mkdtemp(prefix="saga-postgres-"))
-    runtime_dir = scratch / "runtime"
-    runtime_dir.mkdir(mode=0o700)
-    # embedded_postgres reads XDG_RUNTIME_DIR once, when it is imported, to place its lock file.
-    previous_runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
-    try:
-        from embedded_postgres.postgres_server import get_server
-    finally:
-        if previous_runtime_dir is None:
-            del os.environ["XDG_RUNTIME_DIR"]
-        else:
-            os.environ["XDG_RUNTIME_DIR"] = previous_runtime_dir
-
-    server = get_server(scratch / "data", cleanup_mode="delete")
-    try:
+    with embedded_postgres() as server:
         server.psql("CREATE DATABASE saga_test;")
         yield server.get_uri("saga_test")
-    finally:
-        server.cleanup()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture
