@@ -38,6 +38,7 @@ def test_defaults_take_the_brokers_replication_and_start_at_the_earliest_offset(
     assert kafka.replication_factor == -1
     assert kafka.auto_offset_reset == "earliest"
     assert kafka.delivery_timeout_ms < 30_000  # below the outbox lease
+    assert kafka.linger_ms == 0  # the relay batches; lingering would only delay each step
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,8 @@ class KafkaSettings:
     request_timeout_ms: int = 15_000
     delivery_timeout_ms: int = 20_000
     """How long a publish waits for the broker's acknowledgement; below the outbox lease (30 s)."""
-    linger_ms: int = 5
+    linger_ms: int = 0
+    """The relay already hands the producer whole batches; lingering only delays each step."""
     retry_backoff_max_ms: int = 10_000
     """Longest pause between attempts while the broker or the database cannot be reached."""
 

@@ -103,7 +103,7 @@ class Settings:
                 connect_timeout_ms=env.number("SAGA_KAFKA_CONNECT_TIMEOUT_MS", int, 5_000, low=1),
                 request_timeout_ms=env.number("SAGA_KAFKA_REQUEST_TIMEOUT_MS", int, 15_000, low=1),
                 delivery_timeout_ms=env.number("SAGA_KAFKA_DELIVERY_TIMEOUT_MS", int, 20_000, low=1),
-                linger_ms=env.number("SAGA_KAFKA_LINGER_MS", int, 5, low=0),
+                linger_ms=env.number("SAGA_KAFKA_LINGER_MS", int, 0, low=0),
                 retry_backoff_max_ms=env.number("SAGA_KAFKA_RETRY_BACKOFF_MAX_MS", int, 10_000, low=1),
             )
         except InvalidKafkaSettings as error:
