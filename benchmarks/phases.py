@@ -181,7 +181,8 @@ def start_system(ctx: Context, name: str, stack: ExitStack) -> System:
     if setup is not None and ctx.kafka is not None:
         assert simulator is not None
         wait_log(simulator, "simulator ready")
-        members = 2 if name == "kafka-workers" else 1
+        per_process = int(env.get("SAGA_KAFKA_CONSUMERS", "1"))  # event consumers in each process
+        members = per_process * (2 if name == "kafka-workers" else 1)
         if not wait_group(ctx.kafka.bootstrap, setup.orchestrator_group, members):
             ctx.log("  (the broker does not describe groups; relying on the warm-up)")
     return system

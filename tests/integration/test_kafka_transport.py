@@ -339,3 +339,11 @@ def test_an_event_waits_in_kafka_while_the_database_is_down(system: KafkaSystem,
         assert history(saga, "event") == ["order.created"] and saga["order_id"] == "order_1"
         assert counters(base)["events_retried"] >= 1
         assert "events_dead_lettered" not in counters(base)
+
+
+def test_several_event_consumers_in_one_process_complete_every_saga_once(system: KafkaSystem) -> None:
+    env = system.env(SAGA_KAFKA_CONSUMERS="3")
+    with saga_process(["serve"], env, system.folder / "serve.log") as base, system.simulator():
+        sagas = assert_all_complete(base, 20)
+    for saga in sagas:
+        assert len(set(event_message_ids(saga))) == len(SUCCESS_EVENTS)

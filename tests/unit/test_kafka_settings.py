@@ -56,3 +56,13 @@ def test_defaults_take_the_brokers_replication_and_start_at_the_earliest_offset(
 def test_impossible_kafka_settings_stop_the_start(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", **environ})
+
+
+def test_each_process_runs_as_many_event_consumers_as_configured() -> None:
+    from saga.entrypoints.container import Container
+    from saga.entrypoints.kafka_events import KafkaEventSource
+
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "SAGA_KAFKA_CONSUMERS": "3"})
+    sources = Container(settings=settings).event_sources()
+    assert len(sources) == 3 and all(isinstance(source, KafkaEventSource) for source in sources)
+    assert len({id(source) for source in sources}) == 3  # each with its own consumer and state

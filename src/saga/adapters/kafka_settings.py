@@ -40,6 +40,9 @@ class KafkaSettings:
     heartbeat_interval_ms: int = 3_000
     fetch_max_wait_ms: int = 100
     max_poll_records: int = 500
+    consumers: int = 1
+    """Event consumers (group members) per process: each applies its partitions' events in its
+    own thread, so one saga's database round trips overlap another's."""
     replication_factor: int = -1
     """Replicas of each created topic; -1 takes the broker's default.replication.factor."""
     auto_offset_reset: str = "earliest"

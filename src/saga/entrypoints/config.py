@@ -98,6 +98,7 @@ class Settings:
                 heartbeat_interval_ms=env.number("SAGA_KAFKA_HEARTBEAT_INTERVAL_MS", int, 3_000, low=1),
                 fetch_max_wait_ms=env.number("SAGA_KAFKA_FETCH_MAX_WAIT_MS", int, 100, low=0),
                 max_poll_records=env.number("SAGA_KAFKA_MAX_POLL_RECORDS", int, 500, low=1),
+                consumers=env.number("SAGA_KAFKA_CONSUMERS", int, 1, low=1, high=64),
                 replication_factor=env.number("SAGA_KAFKA_REPLICATION_FACTOR", int, -1, low=-1),
                 auto_offset_reset=env.choice("SAGA_KAFKA_AUTO_OFFSET_RESET", ("earliest", "latest"), "earliest"),
                 connect_timeout_ms=env.number("SAGA_KAFKA_CONNECT_TIMEOUT_MS", int, 5_000, low=1),

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, event
 from saga.adapters.clock import SystemClock
 from saga.adapters.http_publisher import HttpCommandPublisher
 from saga.adapters.kafka_publisher import KafkaCommandPublisher
+from saga.adapters.kafka_settings import KafkaSettings
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
 from saga.adapters.memory_transport import CommandHandler, InMemoryTransport
 from saga.adapters.simulated_participants import SimulatedParticipants
@@ -36,6 +37,10 @@ def counted_engine(url: str, metrics: Metrics) -> Engine:
     engine = create_engine_from_url(url)
     event.listen(engine, "commit", lambda connection: metrics.count("db_commits"))
     return engine
+
+
+def kafka_event_sources(settings: KafkaSettings, intake: EventIntake, metrics: Metrics) -> list[EventSource]:
+    return [KafkaEventSource(settings, intake, metrics) for _ in range(settings.consumers)]
 
 
 def store_kind(settings: Settings) -> str:
@@ -88,7 +93,7 @@ class Container(containers.DeclarativeContainer):
         memory=providers.List(providers.Singleton(MemoryEventPump, memory_transport, intake)),
         # HTTP events arrive as synchronous replies and through POST /api/events: nothing to poll.
         http=providers.List(),
-        kafka=providers.List(providers.Singleton(KafkaEventSource, settings.provided.kafka, intake, metrics)),
+        kafka=providers.Singleton(kafka_event_sources, settings.provided.kafka, intake, metrics),
     )
 
     relay = providers.Singleton(
