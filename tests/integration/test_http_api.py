@@ -226,3 +226,6 @@ def test_metrics_count_what_a_saga_cost(server: str) -> None:
     grew = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     assert grew["sagas_started"] == 1 and grew["events_applied"] == 5 and grew["commands_sent"] == 5
     assert grew["db_commits"] >= 6  # the start and one per event, at the least
+    gauges = requests.get(f"{server}/metrics", timeout=5).json()
+    assert gauges["sagas_by_status"]["COMPLETED"] >= 1 and set(gauges["sagas_by_status"]) >= {"STARTED", "FAILED"}
+    assert gauges["outbox_unsent"] == 0

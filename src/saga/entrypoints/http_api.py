@@ -192,7 +192,14 @@ class SagaApi:
 
     async def metrics(self, request: Request) -> Response:
         counters = self._container.metrics().snapshot()
-        return JSONResponse({"counters": counters})
+        by_status, unsent = await run_in_threadpool(self._orchestrator.gauges)
+        return JSONResponse(
+            {
+                "counters": counters,
+                "sagas_by_status": {status.value: count for status, count in by_status.items()},
+                "outbox_unsent": unsent,
+            }
+        )
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)

@@ -20,10 +20,6 @@ class IntakeResult:
     """Why the message was rejected: bad, or naming no saga."""
     event: Event | None = None
 
-    @property
-    def rejected(self) -> bool:
-        return self.problem is not None
-
 
 class EventIntake:
     def __init__(self, orchestrator: SagaOrchestrator, metrics: Metrics) -> None:

@@ -77,7 +77,7 @@ class SagaOrchestrator:
             uow.outbox.add(commands, self._hold_until(saga.updated_at))
             uow.commit()
         self._metrics.count("sagas_started")
-        self._sent(commands)
+        self._queued(commands)
         log.info("saga %s started for customer %s, %d cents", saga.id, customer_id, amount_cents)
         return saga
 
@@ -109,7 +109,7 @@ class SagaOrchestrator:
             commands = saga.handle(event, now, self._policy)
             self._store(uow, saga, commands, status_before)
             ignored = saga.ignored_events > ignored_before
-        self._sent(commands)
+        self._queued(commands)
         self._log_status(saga)
         return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
 
@@ -143,7 +143,7 @@ class SagaOrchestrator:
             commands = saga.on_deadline(now, self._policy)
             self._store(uow, saga, commands, status_before)
         self._metrics.count("deadlines_passed")
-        self._sent(commands)
+        self._queued(commands)
         self._log_status(saga)
         return 1
 
@@ -162,7 +162,7 @@ class SagaOrchestrator:
                         self._store(uow, saga, commands, status_before)
             except ConcurrencyConflict:
                 continue
-            self._sent(commands)
+            self._queued(commands)
             return saga
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while cancelling")
 
@@ -173,6 +173,11 @@ class SagaOrchestrator:
     def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
         with self._uow_factory(read_only=True) as uow:
             return uow.sagas.page(status, limit, after)
+
+    def gauges(self) -> tuple[dict[SagaStatus, int], int]:
+        """How many sagas are in each status, and how many commands wait unsent in the outbox."""
+        with self._uow_factory(read_only=True) as uow:
+            return uow.sagas.count_by_status(), uow.outbox.pending_count()
 
     def _store(
         self, uow: UnitOfWork, saga: CreateOrderSaga, commands: list[Command], status_before: SagaStatus | None = None
@@ -190,7 +195,7 @@ class SagaOrchestrator:
     def _hold_until(self, now: datetime) -> datetime | None:
         return now + self._dispatch_hold if self._dispatch is not None else None
 
-    def _sent(self, commands: list[Command]) -> None:
+    def _queued(self, commands: list[Command]) -> None:
         if commands:
             self._metrics.count("commands_queued", len(commands))
             if self._dispatch is not None:
