@@ -192,3 +192,19 @@ def test_cancelling_withdraws_a_step_command_that_never_left() -> None:
     saga = harness.saga(saga_id)
     assert saga.status is SagaStatus.CANCELLED
     assert command_types(harness, saga_id) == ["cancel_order"]
+
+
+@pytest.mark.parametrize("currency", ["ÄÖÜ", "US", "usd1", 840])
+def test_a_currency_that_is_not_a_three_letter_code_is_refused(currency: object) -> None:
+    from saga.domain.money import InvalidOrder
+
+    harness = SagaHarness()
+    with pytest.raises(InvalidOrder, match="currency"):
+        harness.orchestrator.start("cust_1", {**BURGER, "currency": currency})
+    assert harness.sent == []
+
+
+def test_a_lowercase_currency_code_is_accepted_in_capitals() -> None:
+    harness = SagaHarness()
+    saga = harness.saga(harness.start_order("cust_1", {**BURGER, "currency": "sgd"}))
+    assert saga.currency == "SGD" and saga.status is SagaStatus.COMPLETED

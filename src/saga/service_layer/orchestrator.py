@@ -67,7 +67,7 @@ class SagaOrchestrator:
             raise InvalidOrder("order_details must be a JSON object")
         amount_cents = order_total_cents(order_details, self._limits)
         currency = order_details.get("currency", self._policy.default_currency)
-        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        if not isinstance(currency, str) or len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
             raise InvalidOrder("order_details.currency must be a three-letter code")
         saga, commands = CreateOrderSaga.start(
             str(uuid.uuid4()), customer_id, order_details, amount_cents, currency.upper(), self._clock.now(), self._policy
