@@ -41,3 +41,19 @@ def test_serve_migrates_a_new_sqlite_file_at_start(tmp_path: Path) -> None:
     with saga_process(["serve"], {"DATABASE_URL": f"sqlite:///{database}"}, tmp_path / "serve.log") as base:
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     assert saga_cli("db", "current", env={"DATABASE_URL": f"sqlite:///{database}", "PATH": ""}).stdout.strip() == head_revision()
+
+
+def test_a_worker_with_a_port_answers_health_and_metrics_but_takes_no_orders(tmp_path: Path) -> None:
+    closed = "http://127.0.0.1:9"  # nothing listens: the worker must start anyway
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'saga.db'}",
+        "SAGA_TRANSPORT": "http",
+        **{name: closed for name in ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL", "SCHEDULER_SERVICE_URL")},
+    }
+    with saga_process(["worker"], env, tmp_path / "worker.log") as base:
+        assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+        assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
+        metrics = requests.get(f"{base}/metrics", timeout=5).json()
+        assert metrics["outbox_unsent"] == 0 and "sagas_by_status" in metrics
+        refused = requests.post(f"{base}/api/orders", json={"customer_id": "c"}, timeout=5)
+        assert refused.status_code == 404 and refused.json()["success"] is False

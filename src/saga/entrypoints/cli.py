@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="event processing, outbox relay and deadline sweeps, without the API")
     worker.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
+    worker.add_argument("--port", type=int, help="also answer /healthz, /readyz and /metrics on this port")
+    worker.add_argument("--host", help="interface for --port (default: SAGA_HOST or 127.0.0.1)")
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -108,6 +110,15 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     if not args.no_migrate:
         _migrate(settings)
     container = build_container(settings)
+    if args.port:
+        import uvicorn
+
+        from saga.entrypoints.http_api import create_app
+
+        # uvicorn owns the signals and the lifespan starts and stops the worker.
+        app = create_app(container, run_worker=True, operations_only=True)
+        uvicorn.run(app, host=args.host or settings.host, port=args.port, log_level=settings.log_level.lower(), access_log=False)
+        return 0
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

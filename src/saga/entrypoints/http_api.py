@@ -228,9 +228,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error")
 
 
-def create_app(container: Container, run_worker: bool = True) -> Starlette:
+def create_app(container: Container, run_worker: bool = True, operations_only: bool = False) -> Starlette:
     """The ASGI app. It always sends the commands it commits; with `run_worker` it also
-    takes in events, sweeps deadlines and sends what other processes left in the outbox."""
+    takes in events, sweeps deadlines and sends what other processes left in the outbox.
+    With `operations_only` it answers only /healthz, /readyz and /metrics (`saga worker --port`)."""
     api = SagaApi(container)
 
     @asynccontextmanager
@@ -243,17 +244,21 @@ def create_app(container: Container, run_worker: bool = True) -> Starlette:
             await run_in_threadpool(worker.stop)
             container.publisher().close()
 
-    routes = [
+    operations = [
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+    ]
+    business = [
         Route("/api/orders", api.create_order, methods=["POST"]),
         Route("/api/sagas", api.list_sagas, methods=["GET"]),
         Route("/api/sagas/{saga_id}", api.get_saga, methods=["GET"]),
         Route("/api/sagas/{saga_id}/cancel", api.cancel_saga, methods=["POST"]),
         Route("/api/events", api.receive_event, methods=["POST"]),
-        Route("/healthz", api.healthz, methods=["GET"]),
-        Route("/readyz", api.readyz, methods=["GET"]),
-        Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]
+    # A worker's port answers the operations routes only: orders go to `saga serve`.
+    routes = operations if operations_only else business + operations
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
         ApiError: _api_error,
         HTTPException: _http_error,
