@@ -83,6 +83,21 @@ def sqlite_commits_per_second(path: Path, seconds: float) -> float:
     return done / elapsed
 
 
+def assign_all_partitions(consumer: Any, topic: str) -> list[Any]:
+    """Assigns every partition of `topic` to `consumer`, once the broker knows them; returns them."""
+    from kafka import TopicPartition
+
+    partitions = None
+    deadline = time.monotonic() + 10
+    while not partitions and time.monotonic() < deadline:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            time.sleep(0.05)
+    assignment = [TopicPartition(topic, p) for p in sorted(partitions or {0})]
+    consumer.assign(assignment)
+    return assignment
+
+
 def kafka_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any]:
     """Produce one small record; time until a consumer with the orchestrator's settings, already polling, has it.
 
@@ -92,7 +107,7 @@ def kafka_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any]:
     """
     import random
 
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
 
     from saga.adapters.kafka_publisher import create_producer
     from saga.entrypoints.config import Settings
@@ -125,15 +140,7 @@ def kafka_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any]:
                     arrived.notify_all()
 
     try:
-        partitions = None
-        deadline = time.monotonic() + 10
-        while not partitions and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                time.sleep(0.05)
-        assignment = [TopicPartition(topic, p) for p in sorted(partitions or {0})]
-        consumer.assign(assignment)
-        consumer.seek_to_beginning(*assignment)
+        consumer.seek_to_beginning(*assign_all_partitions(consumer, topic))
         thread = threading.Thread(target=consume, daemon=True)
         thread.start()
         with arrived:
@@ -166,7 +173,7 @@ def kafka_step_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any
     Two hops, each with a consumer already waiting in its fetch (as the simulator and the
     orchestrator are): produce A -> echo consumes A, produces B -> measuring consumer has B.
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
 
     from saga.adapters.kafka_publisher import create_producer
     from saga.entrypoints.config import Settings
@@ -185,15 +192,7 @@ def kafka_step_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any
             fetch_max_wait_ms=settings.fetch_max_wait_ms, max_poll_records=settings.max_poll_records,
             request_timeout_ms=settings.request_timeout_ms,
         )
-        partitions = None
-        deadline = time.monotonic() + 10
-        while not partitions and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                time.sleep(0.05)
-        assignment = [TopicPartition(topic, p) for p in sorted(partitions or {0})]
-        consumer.assign(assignment)
-        consumer.seek_to_end(*assignment)
+        consumer.seek_to_end(*assign_all_partitions(consumer, topic))
         return consumer
 
     pings, pongs = consumer_for(topic_a), consumer_for(topic_b)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from types import TracebackType
 
 from saga.domain.messages import Command
 from saga.domain.saga import CreateOrderSaga, SagaStatus
@@ -134,14 +133,6 @@ class InMemoryUnitOfWork(UnitOfWork):
 
     def __enter__(self) -> InMemoryUnitOfWork:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.rollback()
 
     def commit(self) -> None:
         store = self.store

@@ -18,6 +18,7 @@ from saga.domain.policy import SagaPolicy
 
 T = TypeVar("T")
 TRANSPORTS = ("memory", "kafka", "http")
+HTTP_URL_VARIABLES = ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL", "SCHEDULER_SERVICE_URL")
 __all__ = ["DEFAULT_TOPICS", "ConfigError", "HttpSettings", "KafkaSettings", "Settings"]
 
 
@@ -148,9 +149,6 @@ class Settings:
     @property
     def uses_sql(self) -> bool:
         return not self.database_url.startswith("memory:")
-
-
-HTTP_URL_VARIABLES = ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL", "SCHEDULER_SERVICE_URL")
 
 
 class Environment:

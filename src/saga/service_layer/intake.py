@@ -18,7 +18,6 @@ class IntakeResult:
     """What applying did; None when the message was bad."""
     problem: str | None = None
     """Why the message was rejected: bad, or naming no saga."""
-    event: Event | None = None
 
 
 class EventIntake:
@@ -39,5 +38,5 @@ class EventIntake:
         outcome = self._orchestrator.apply_event(event)
         if outcome is EventOutcome.UNKNOWN_SAGA:
             log.warning("event %s%s names no saga: %s", event.type, f" from {source}" if source else "", event.saga_id)
-            return IntakeResult(outcome, f"no saga {event.saga_id}", event)
-        return IntakeResult(outcome, None, event)
+            return IntakeResult(outcome, f"no saga {event.saga_id}")
+        return IntakeResult(outcome)
