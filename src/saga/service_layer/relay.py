@@ -82,9 +82,12 @@ class OutboxRelay:
             commands = [command for command in commands if command.message_id in taken]
             results = self._publisher.publish(commands) if commands else []
             now = self._clock.now()
-            undelivered = [c.message_id for c, r in zip(commands, results, strict=True) if isinstance(r, Undelivered)]
+            delivered: list[str] = []
+            undelivered: list[str] = []
+            for command, result in zip(commands, results, strict=True):
+                (undelivered if isinstance(result, Undelivered) else delivered).append(command.message_id)
             reason = next((r.reason for r in results if isinstance(r, Undelivered)), "")
-            uow.outbox.mark_delivered([c.message_id for c in commands if c.message_id not in undelivered], now)
+            uow.outbox.mark_delivered(delivered, now)
             # The claim path retries these, with backoff, from now on.
             uow.outbox.reschedule(undelivered, now + self._retry_delay(0), reason)
             uow.commit()
