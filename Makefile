@@ -16,6 +16,8 @@ run: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(STAMP) typecheck
 	$(BIN)/pytest -q

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,18 +24,26 @@ import psycopg2
 
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "COMPENSATION_FAILED")
 STEP_COMMANDS = ["create_order", "get_payment_info", "authorize_payment", "update_order_status", "start_order_timer"]
-SUCCESS_EVENTS = ["order.created", "user.payment_info_retrieved", "payment.authorized", "order.status_updated", "timer.started"]
+SUCCESS_EVENTS = [
+    "order.created",
+    "user.payment_info_retrieved",
+    "payment.authorized",
+    "order.status_updated",
+    "timer.started",
+]
 
 
 def order(customer_id: str) -> bytes:
     """The seed's example order, for `customer_id` (which tags a benchmark phase's sagas)."""
-    return json.dumps({
-        "customer_id": customer_id,
-        "order_details": {
-            "foodItems": [{"name": "Burger", "price": 12.99, "quantity": 1}],
-            "deliveryLocation": "North Campus",
-        },
-    }).encode()
+    return json.dumps(
+        {
+            "customer_id": customer_id,
+            "order_details": {
+                "foodItems": [{"name": "Burger", "price": 12.99, "quantity": 1}],
+                "deliveryLocation": "North Campus",
+            },
+        }
+    ).encode()
 
 
 # ---------------------------------------------------------------- stats
@@ -100,7 +108,12 @@ class Api:
                 response = connection.getresponse()
                 data = response.read()
                 return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest):
+            except (
+                http.client.RemoteDisconnected,
+                ConnectionResetError,
+                BrokenPipeError,
+                http.client.CannotSendRequest,
+            ):
                 # A keep-alive connection the server closed while idle: reconnect once.
                 self._drop()
                 if attempt == 2:
@@ -138,7 +151,7 @@ def parse_time(text: str | None) -> datetime | None:
     if text is None:
         return None
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -166,10 +179,12 @@ def run_one(api: Api, customer_id: str, poll_interval: float, timeout: float = 3
     elapsed = time.perf_counter() - started
     created, completed = parse_time(saga.get("created_at")), parse_time(saga.get("completed_at"))
     server = (completed - created).total_seconds() if created and completed else None
-    return OneSaga(elapsed, server, str(saga.get("status", "TIMEOUT")) if saga.get("status") in FINAL else "TIMEOUT", polls)
+    return OneSaga(
+        elapsed, server, str(saga.get("status", "TIMEOUT")) if saga.get("status") in FINAL else "TIMEOUT", polls
+    )
 
 
-def run_one_unobserved(api: Api, db: "SagaDb", customer_id: str, poll_interval: float, timeout: float = 30.0) -> OneSaga:
+def run_one_unobserved(api: Api, db: SagaDb, customer_id: str, poll_interval: float, timeout: float = 30.0) -> OneSaga:
     """POSTs one order and watches its row in the database (not the API) until final.
 
     The orchestrator serves no GETs meanwhile, so this shows what polling the API costs the saga.
@@ -202,8 +217,12 @@ class PostRun:
 
 
 def post_many(
-    api: Api, count: int, threads: int, customer_id: str,
-    on_progress: Callable[[int], None] | None = None, interval: float | None = None,
+    api: Api,
+    count: int,
+    threads: int,
+    customer_id: str,
+    on_progress: Callable[[int], None] | None = None,
+    interval: float | None = None,
 ) -> PostRun:
     """POSTs `count` orders from `threads` threads: as fast as the API takes them, or one every `interval` seconds."""
     run = PostRun()
@@ -307,7 +326,16 @@ class SagaDb:
             history = None
             if with_history:
                 history = row[5] if isinstance(row[5], list) else json.loads(row[5])
-            found.append(SagaRow(row[0], row[1], self._time(row[2]), self._time(row[3]), self._time(row[4]) if row[4] else None, history))
+            found.append(
+                SagaRow(
+                    row[0],
+                    row[1],
+                    self._time(row[2]),
+                    self._time(row[3]),
+                    self._time(row[4]) if row[4] else None,
+                    history,
+                )
+            )
         return found
 
     def saga_times(self, saga_id: str) -> tuple[str, datetime, datetime | None] | None:
@@ -326,7 +354,9 @@ class SagaDb:
             (customer_id,),
         )
         for saga_id, command_type, created, sent in rows:
-            found.setdefault(saga_id, []).append((command_type, self._time(created), self._time(sent) if sent else None))
+            found.setdefault(saga_id, []).append(
+                (command_type, self._time(created), self._time(sent) if sent else None)
+            )
         return found
 
     def outbox_unsent(self) -> tuple[int, int]:
@@ -343,9 +373,9 @@ class SagaDb:
     @staticmethod
     def _time(value: Any) -> datetime:
         if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
         moment = datetime.fromisoformat(str(value))
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     def close(self) -> None:
         if self._connection is not None:

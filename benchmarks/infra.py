@@ -20,7 +20,6 @@ from pathlib import Path
 
 import psycopg2
 import requests
-
 from tests.support.kafka import tansu_binary, wait_for_port
 from tests.support.postgres import embedded_postgres
 from tests.support.servers import free_port
@@ -158,7 +157,9 @@ def wait_http(proc: Proc, path: str = "/healthz", timeout: float = 60.0) -> None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode if proc.popen else '?'}:\n{proc.log_tail()}")
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.popen.returncode if proc.popen else '?'}:\n{proc.log_tail()}"
+            )
         try:
             requests.get(proc.base_url + path, timeout=1)
             return
@@ -200,7 +201,7 @@ class Postgres:
     def dsn(self, database: str) -> str:
         """A libpq URI for psycopg2 (no SQLAlchemy driver suffix)."""
         url = self.url(database)
-        scheme, rest = url.split("://", 1)
+        _scheme, rest = url.split("://", 1)
         return "postgresql://" + rest
 
     def admin(self) -> psycopg2.extensions.connection:
@@ -307,9 +308,11 @@ def kafka_broker(scratch: Path) -> Iterator[Kafka]:
     address = f"tcp://127.0.0.1:{port}"
     log = scratch / "tansu.log"
     proc = spawn(
-        "tansu", "kafka",
+        "tansu",
+        "kafka",
         [str(tansu_binary()), "broker", "--listener-url", address, "--advertised-listener-url", address],
-        {}, log,
+        {},
+        log,
     )
     assert proc.popen is not None
     try:

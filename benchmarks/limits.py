@@ -153,7 +153,7 @@ def kafka_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any]:
             began = time.perf_counter()
             producer.send(topic, key=key, value=payload)
             with arrived:
-                if arrived.wait_for(lambda: key in arrivals, timeout=10) and index >= 20:
+                if arrived.wait_for(lambda key=key: key in arrivals, timeout=10) and index >= 20:
                     timings.append(arrivals[key] - began)
         stop.set()
         thread.join(5)
@@ -188,8 +188,10 @@ def kafka_step_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any
 
     def consumer_for(topic: str) -> KafkaConsumer:
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms, max_poll_records=settings.max_poll_records,
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            max_poll_records=settings.max_poll_records,
             request_timeout_ms=settings.request_timeout_ms,
         )
         consumer.seek_to_end(*assign_all_partitions(consumer, topic))
@@ -246,8 +248,12 @@ def http_round_trip(simulator_url: str, samples: int) -> dict[str, Any]:
                 "payload": {"customer_id": "bench", "amount_cents": 1299, "currency": "USD", "order_details": {}},
             }
             began = time.perf_counter()
-            response = session.post(f"{simulator_url}/commands", data=json.dumps(command).encode(),
-                                    headers={"Content-Type": "application/json"}, timeout=10)
+            response = session.post(
+                f"{simulator_url}/commands",
+                data=json.dumps(command).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            )
             response.json()
             if index >= 20:
                 timings.append(time.perf_counter() - began)
@@ -257,7 +263,10 @@ def http_round_trip(simulator_url: str, samples: int) -> dict[str, Any]:
 
 
 def count_topic_records(
-    bootstrap: str, topics: list[str], idle_seconds: float = 1.5, timeout: float = 120.0,
+    bootstrap: str,
+    topics: list[str],
+    idle_seconds: float = 1.5,
+    timeout: float = 120.0,
     produced_at: dict[tuple[str, str], float] | None = None,
 ) -> dict[str, int]:
     """Records on each topic, read from the start until nothing new came for `idle_seconds`.
@@ -268,8 +277,11 @@ def count_topic_records(
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","), client_id="saga-bench-count", enable_auto_commit=False,
-        fetch_max_wait_ms=100, max_poll_records=5000,
+        bootstrap_servers=bootstrap.split(","),
+        client_id="saga-bench-count",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_poll_records=5000,
     )
     counts = dict.fromkeys(topics, 0)
     try:

@@ -6,10 +6,14 @@ import os
 import threading
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from tests.support.kafka import KafkaTestSetup, new_setup
+from tests.support.servers import free_port
 
 from benchmarks import limits
 from benchmarks.client import Api, SagaDb, check_histories, post_many, run_one, run_one_unobserved, summary_ms
@@ -28,8 +32,6 @@ from benchmarks.infra import (
     wait_log,
 )
 from benchmarks.profiling import Profiler
-from tests.support.kafka import KafkaTestSetup, new_setup
-from tests.support.servers import free_port
 
 CONFIGS = ("embedded", "kafka", "http", "kafka-workers")
 MB = 1024.0
@@ -144,21 +146,34 @@ def start_system(ctx: Context, name: str, stack: ExitStack) -> System:
             setup = ctx.kafka_setup()
             env = ctx.kafka_env(setup, url)
             # The simulator logs at INFO: its only INFO lines are about starting.
-            simulator = spawn("simulator", "simulator", saga_argv(*setup.simulator_args()),
-                              {**env, "SAGA_LOG_LEVEL": "INFO"}, folder / "simulator.log")
+            simulator = spawn(
+                "simulator",
+                "simulator",
+                saga_argv(*setup.simulator_args()),
+                {**env, "SAGA_LOG_LEVEL": "INFO"},
+                folder / "simulator.log",
+            )
             started.append(simulator)
         elif name == "http":
             port = free_port()
             sim_url = f"http://127.0.0.1:{port}"
-            simulator = spawn("simulator", "simulator",
-                              saga_argv("simulate", "--transport", "http", "--port", str(port)),
-                              {"SAGA_TRANSPORT": "memory", "SAGA_LOG_LEVEL": "WARNING"}, folder / "simulator.log", sim_url)
+            simulator = spawn(
+                "simulator",
+                "simulator",
+                saga_argv("simulate", "--transport", "http", "--port", str(port)),
+                {"SAGA_TRANSPORT": "memory", "SAGA_LOG_LEVEL": "WARNING"},
+                folder / "simulator.log",
+                sim_url,
+            )
             started.append(simulator)
             wait_http(simulator)
             env = ctx.orchestrator_env(
-                DATABASE_URL=url, SAGA_TRANSPORT="http",
-                ORDER_SERVICE_URL=sim_url, USER_SERVICE_URL=sim_url,
-                PAYMENT_SERVICE_URL=sim_url, SCHEDULER_SERVICE_URL=sim_url,
+                DATABASE_URL=url,
+                SAGA_TRANSPORT="http",
+                ORDER_SERVICE_URL=sim_url,
+                USER_SERVICE_URL=sim_url,
+                PAYMENT_SERVICE_URL=sim_url,
+                SCHEDULER_SERVICE_URL=sim_url,
             )
         else:
             raise ValueError(f"unknown configuration {name}")
@@ -166,13 +181,21 @@ def start_system(ctx: Context, name: str, stack: ExitStack) -> System:
 
     port = free_port()
     serve_args = ["serve", "--port", str(port)] + (["--no-worker"] if name == "kafka-workers" else [])
-    api_proc = spawn("serve", "orchestrator", saga_argv(*serve_args), env, folder / "serve.log", f"http://127.0.0.1:{port}")
+    api_proc = spawn(
+        "serve", "orchestrator", saga_argv(*serve_args), env, folder / "serve.log", f"http://127.0.0.1:{port}"
+    )
     started.append(api_proc)
     wait_http(api_proc)
     orchestrators = [api_proc]
     if name == "kafka-workers":
         for index in (1, 2):
-            worker = spawn(f"worker-{index}", "orchestrator", saga_argv("worker", "--no-migrate"), env, folder / f"worker-{index}.log")
+            worker = spawn(
+                f"worker-{index}",
+                "orchestrator",
+                saga_argv("worker", "--no-migrate"),
+                env,
+                folder / f"worker-{index}.log",
+            )
             started.append(worker)
             orchestrators.append(worker)
     api = Api(api_proc.base_url or "")
@@ -305,7 +328,9 @@ def latency_alone(ctx: Context, system: System) -> dict[str, Any]:
     }
 
 
-def breakdown(system: System, customer_id: str, produced_at: dict[tuple[str, str], float] | None = None) -> dict[str, Any]:
+def breakdown(
+    system: System, customer_id: str, produced_at: dict[tuple[str, str], float] | None = None
+) -> dict[str, Any]:
     """Where one saga's time goes, from the outbox (queued, delivered) and the history (event applied).
 
     For each step: `orchestrator` is command queued (in the transaction applying the
@@ -330,7 +355,7 @@ def breakdown(system: System, customer_id: str, produced_at: dict[tuple[str, str
             continue
         saga_inside = saga_outside = saga_participant = saga_back = 0.0
         split = produced_at is not None
-        for (command, queued, sent), event in zip(entries, events):
+        for (command, queued, sent), event in zip(entries, events, strict=False):
             assert sent is not None
             applied = SagaDb._time(event["at"])
             a, b = (sent - queued).total_seconds(), (applied - sent).total_seconds()
@@ -476,7 +501,8 @@ def saturation(ctx: Context, system: System, profiler: Profiler | None) -> dict[
     orchestrator_cpu = sum(cpu[p.name] for p in system.orchestrators)
     counters = counter_deltas(before, after)
     messages: float | None = sum(
-        counters.get(k, 0) for k in ("commands_sent", "events_applied", "events_duplicate", "events_ignored", "events_bad")
+        counters.get(k, 0)
+        for k in ("commands_sent", "events_applied", "events_duplicate", "events_ignored", "events_bad")
     )
     if any(proc.base_url is None for proc in system.orchestrators):
         messages = None  # `saga worker` has no /metrics: its counters cannot be read
@@ -495,13 +521,17 @@ def saturation(ctx: Context, system: System, profiler: Profiler | None) -> dict[
         "post_seconds": run.finished - run.started,
         "posts_per_second": len(run.ids) / (run.finished - run.started) if run.finished > run.started else None,
         "post_latency_ms": summary_ms(run.post_seconds),
-        "latency_under_load_ms": summary_ms([((r.completed_at or r.updated_at) - r.created_at).total_seconds() for r in completed]),
+        "latency_under_load_ms": summary_ms(
+            [((r.completed_at or r.updated_at) - r.created_at).total_seconds() for r in completed]
+        ),
         "orchestrator_cpu_ms_per_saga": 1000 * orchestrator_cpu / per_saga,
         "cpu_ms_per_saga": {name: 1000 * seconds / per_saga for name, seconds in cpu.items()},
         "client_cpu_ms_per_saga": 1000 * (after.client_cpu - before.client_cpu) / per_saga,
         "machine_cpu_ms_per_saga": 1000 * busy / CLOCK_TICKS / per_saga,
-        "unattributed_cpu_ms_per_saga": (1000 * busy / CLOCK_TICKS - 1000 * sum(cpu.values())
-                                         - 1000 * (after.client_cpu - before.client_cpu)) / per_saga,
+        "unattributed_cpu_ms_per_saga": (
+            1000 * busy / CLOCK_TICKS - 1000 * sum(cpu.values()) - 1000 * (after.client_cpu - before.client_cpu)
+        )
+        / per_saga,
         "machine_busy_percent": 100 * busy / total if total else None,
         "counters": counters,
         "counters_per_saga": {k: v / per_saga for k, v in sorted(counters.items())},
@@ -531,7 +561,9 @@ def saturation(ctx: Context, system: System, profiler: Profiler | None) -> dict[
         result["db_commits_source"] = "db_commits counter of /metrics"
     else:
         result["db_commits_per_saga"] = None
-        result["db_commits_source"] = "not measured: SQLite has no commit counter (needs a db_commits counter in /metrics)"
+        result["db_commits_source"] = (
+            "not measured: SQLite has no commit counter (needs a db_commits counter in /metrics)"
+        )
     return result
 
 
@@ -549,14 +581,18 @@ def paced(ctx: Context, system: System, rate: float) -> dict[str, Any]:
     completed = [row for row in rows if row.status == "COMPLETED"]
     span = None
     if completed:
-        span = (max(r.completed_at or r.updated_at for r in completed) - min(r.created_at for r in rows)).total_seconds()
+        span = (
+            max(r.completed_at or r.updated_at for r in completed) - min(r.created_at for r in rows)
+        ).total_seconds()
     return {
         "target_rate": rate,
         "sagas": n,
         "completed": len(completed),
         "post_seconds": run.finished - run.started,
         "achieved_sagas_per_second": len(completed) / span if span else None,
-        "latency_ms": summary_ms([((r.completed_at or r.updated_at) - r.created_at).total_seconds() for r in completed]),
+        "latency_ms": summary_ms(
+            [((r.completed_at or r.updated_at) - r.created_at).total_seconds() for r in completed]
+        ),
         "seconds": time.perf_counter() - began,
         "breakdown": breakdown(system, tag),
         "tag": tag,
@@ -582,13 +618,17 @@ def run_config(ctx: Context, name: str) -> dict[str, Any]:
         except Exception as error:  # the outbox's columns are the orchestrator's business; say so and go on
             result["alone"]["breakdown"] = {"error": f"{type(error).__name__}: {error}"}
         ctx.log(f"[{name}] {ctx.sizes.sagas} sagas at once")
-        profiler = Profiler(ctx.results / "profiles", f"{ctx.stamp}-{name}", gil=ctx.profile_gil) if ctx.profile else None
+        profiler = (
+            Profiler(ctx.results / "profiles", f"{ctx.stamp}-{name}", gil=ctx.profile_gil) if ctx.profile else None
+        )
         if profiler is not None:
             stack.callback(profiler.kill)
         result["saturation"] = saturation(ctx, system, profiler)
         rate = result["saturation"].get("sagas_per_second")
         if rate and ctx.sizes.paced_seconds > 0:
-            ctx.log(f"[{name}] {ctx.paced_fraction:.0%} of that rate ({ctx.paced_fraction * rate:.0f} sagas/s) for {ctx.sizes.paced_seconds:.0f}s")
+            ctx.log(
+                f"[{name}] {ctx.paced_fraction:.0%} of that rate ({ctx.paced_fraction * rate:.0f} sagas/s) for {ctx.sizes.paced_seconds:.0f}s"
+            )
             result["paced"] = paced(ctx, system, ctx.paced_fraction * rate)
         result["memory"] = {
             proc.name: {
@@ -667,8 +707,14 @@ def run_inflight(ctx: Context) -> dict[str, Any]:
         setup = ctx.kafka_setup()
         env = ctx.kafka_env(setup, ctx.pg.url(database), SAGA_STEP_DEADLINE_SECONDS="3600")
         port = free_port()
-        proc = spawn("serve", "orchestrator", saga_argv("serve", "--port", str(port)), env, folder / "serve.log",
-                     f"http://127.0.0.1:{port}")
+        proc = spawn(
+            "serve",
+            "orchestrator",
+            saga_argv("serve", "--port", str(port)),
+            env,
+            folder / "serve.log",
+            f"http://127.0.0.1:{port}",
+        )
         assert proc.popen is not None
         stack.callback(stop_process, proc.popen)
         wait_http(proc)
@@ -682,10 +728,8 @@ def run_inflight(ctx: Context) -> dict[str, Any]:
 
         def sampler() -> None:
             while not stop.wait(0.5):
-                try:
+                with suppress(Exception):
                     samples.append((int(db.scalar("SELECT count(*) FROM sagas")), proc.memory().get("VmRSS", 0) / MB))
-                except Exception:
-                    pass
 
         watcher = threading.Thread(target=sampler, daemon=True)
         watcher.start()
@@ -743,8 +787,14 @@ def run_paging(ctx: Context) -> dict[str, Any]:
         stack.callback(db.close)
         port = free_port()
         env = ctx.orchestrator_env(DATABASE_URL=ctx.pg.url(database), SAGA_TRANSPORT="memory")
-        proc = spawn("serve", "orchestrator", saga_argv("serve", "--port", str(port)), env, folder / "serve.log",
-                     f"http://127.0.0.1:{port}")
+        proc = spawn(
+            "serve",
+            "orchestrator",
+            saga_argv("serve", "--port", str(port)),
+            env,
+            folder / "serve.log",
+            f"http://127.0.0.1:{port}",
+        )
         assert proc.popen is not None
         stack.callback(stop_process, proc.popen)
         wait_http(proc)
@@ -808,13 +858,13 @@ def run_paging(ctx: Context) -> dict[str, Any]:
         followed = []
         path = first_path
         for _ in range(5):
-            elapsed, size, headers, found = timed(path)
+            elapsed, _size, headers, found = timed(path)
             link = headers.get("link", "")
             followed.append({"ms": elapsed * 1000, "items": found})
             if 'rel="next"' not in link:
                 break
             url = link.split(">")[0].lstrip("<")
-            path = url[url.index("/api/"):]
+            path = url[url.index("/api/") :]
         # A deep page: the cursor of the row halfway down the COMPLETED listing.
         created_at, saga_id = db.all(
             "SELECT created_at, id FROM sagas WHERE status = 'COMPLETED' ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
@@ -843,4 +893,3 @@ def run_paging(ctx: Context) -> dict[str, Any]:
         "deep_page_plan": plan,
         "under_50_ms": bool((first["p95"] or 1e9) < 50 and (deep["p95"] or 1e9) < 50),
     }
-

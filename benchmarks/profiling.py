@@ -48,8 +48,20 @@ class Profiler:
             return
         self._folder.mkdir(parents=True, exist_ok=True)
         raw = self._folder / f"{self._prefix}-{name}.txt"
-        argv = [self.binary, "record", "--pid", str(pid), "--format", "raw", "--threads", "--rate", str(self._rate),
-                "--output", str(raw), "--nonblocking"]
+        argv = [
+            self.binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--threads",
+            "--rate",
+            str(self._rate),
+            "--output",
+            str(raw),
+            "--nonblocking",
+        ]
         if self._gil:
             argv.append("--gil")
         log = raw.with_suffix(".log").open("wb")
@@ -70,7 +82,13 @@ class Profiler:
                 recording.process.wait()
         for recording in self._recordings:
             if not recording.raw.exists():
-                summaries.append({"name": recording.name, "error": "py-spy wrote nothing", "log": str(recording.raw.with_suffix(".log"))})
+                summaries.append(
+                    {
+                        "name": recording.name,
+                        "error": "py-spy wrote nothing",
+                        "log": str(recording.raw.with_suffix(".log")),
+                    }
+                )
                 continue
             stacks = read_collapsed(recording.raw)
             svg = recording.raw.with_suffix(".svg")
@@ -78,13 +96,15 @@ class Profiler:
             text = recording.raw.with_name(recording.raw.stem + "-top.txt")
             report = top_report(stacks)
             text.write_text(report)
-            summaries.append({
-                "name": recording.name,
-                "samples": sum(stacks.values()),
-                "raw": str(recording.raw),
-                "svg": str(svg),
-                "top": str(text),
-            })
+            summaries.append(
+                {
+                    "name": recording.name,
+                    "samples": sum(stacks.values()),
+                    "raw": str(recording.raw),
+                    "svg": str(svg),
+                    "top": str(text),
+                }
+            )
         self._recordings.clear()
         return summaries
 
@@ -135,7 +155,10 @@ OPERATIONS: list[tuple[str, tuple[str, ...]]] = [
     ("Kafka offset commit", ("KafkaRecordConsumer.commit", "KafkaConsumer.commit")),
     ("Kafka producer network thread", ("Sender.run",)),
     ("Kafka client IO thread", ("NetworkSelector.run_forever",)),
-    ("relay: publish", ("CommandPublisher.publish", "KafkaCommandPublisher.", "HttpCommandPublisher.", "InMemoryTransport.")),
+    (
+        "relay: publish",
+        ("CommandPublisher.publish", "KafkaCommandPublisher.", "HttpCommandPublisher.", "InMemoryTransport."),
+    ),
     ("relay: outbox bookkeeping", ("OutboxRelay.",)),
     ("POST /api/orders: start", ("SagaOrchestrator.start",)),
     ("GET /api/sagas: read", ("SagaOrchestrator.get ", "SagaOrchestrator.page", "saga_json")),
@@ -187,7 +210,10 @@ def top_report(stacks: Counter[str], limit: int = 45) -> str:
     lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in threads.most_common(20)]
     lines += ["", "by operation (innermost saga operation on the stack):"]
     lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in operations.most_common()]
-    lines += ["", "by component (the innermost frame's package; 'DB driver' includes SQLAlchemy's cursor.execute/commit calls):"]
+    lines += [
+        "",
+        "by component (the innermost frame's package; 'DB driver' includes SQLAlchemy's cursor.execute/commit calls):",
+    ]
     lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in components.most_common()]
     lines += ["", "inclusive (the function or anything it calls):"]
     lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in inclusive.most_common(limit)]
@@ -201,6 +227,7 @@ def top_report(stacks: Counter[str], limit: int = 45) -> str:
 
 def flame_graph_svg(stacks: Counter[str], title: str, width: int = 1600, row: int = 16) -> str:
     """A minimal flame graph (root at the bottom); hover a box for its name, samples and share."""
+
     def node() -> dict[str, Any]:
         return {"count": 0, "children": {}}
 
@@ -233,7 +260,7 @@ def flame_graph_svg(stacks: Counter[str], title: str, width: int = 1600, row: in
         label = html.escape(name)
         text = html.escape(_fit(frame_function(name), w))
         boxes.append(
-            f'<g><title>{label} ({n["count"]} samples, {share:.1f}%)</title>'
+            f"<g><title>{label} ({n['count']} samples, {share:.1f}%)</title>"
             f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 1}" fill="hsl({hue},90%,{55 + level % 3 * 5}%)"/>'
             f'<text x="{x + 3:.1f}" y="{y + row - 4}">{text}</text></g>'
         )
@@ -246,9 +273,7 @@ def flame_graph_svg(stacks: Counter[str], title: str, width: int = 1600, row: in
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11">'
         f'<rect width="100%" height="100%" fill="#fdfdf5"/>'
-        f'<text x="8" y="18" font-size="14">{html.escape(title)}: {total} samples</text>'
-        + "".join(boxes)
-        + "</svg>\n"
+        f'<text x="8" y="18" font-size="14">{html.escape(title)}: {total} samples</text>' + "".join(boxes) + "</svg>\n"
     )
 
 

@@ -62,8 +62,12 @@ def derived(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         sat = config.get("saturation", {})
         commits = sat.get("db_commits_per_saga")
         rate = sat.get("sagas_per_second")
-        commit_rate = lim.get("sqlite_commits_per_second_1") if name == "embedded" else lim.get("pg_commits_per_second_8")
-        commit_rate_1 = lim.get("sqlite_commits_per_second_1") if name == "embedded" else lim.get("pg_commits_per_second_1")
+        commit_rate = (
+            lim.get("sqlite_commits_per_second_1") if name == "embedded" else lim.get("pg_commits_per_second_8")
+        )
+        commit_rate_1 = (
+            lim.get("sqlite_commits_per_second_1") if name == "embedded" else lim.get("pg_commits_per_second_1")
+        )
         limit = _ratio(commit_rate, commits)
         median = get(config, "alone", "client_ms", "median")
         out[name] = {
@@ -72,7 +76,9 @@ def derived(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "throughput_of_limit": _ratio(rate, limit),
             "five_round_trips_ms": 5 * rtt if rtt else None,
             "alone_median_over_five_rtt": _ratio(median, 5 * rtt if rtt else None),
-            "under_load_median_over_five_rtt": _ratio(get(sat, "latency_under_load_ms", "median"), 5 * rtt if rtt else None),
+            "under_load_median_over_five_rtt": _ratio(
+                get(sat, "latency_under_load_ms", "median"), 5 * rtt if rtt else None
+            ),
             "alone_median_over_five_step_rtt": _ratio(median, 5 * step_rtt if step_rtt else None),
         }
     return out
@@ -87,14 +93,30 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]
     def check(label: str, value: Any, goal: str, ok: Callable[[Any], bool]) -> None:
         rows.append((label, fmt(value), goal, None if value is None else bool(ok(value))))
 
-    check("kafka: sagas/s", get(configs, "kafka", "saturation", "sagas_per_second"), ">= 250",
-          lambda v: v >= TARGETS["kafka_sagas_per_second"])
-    check("kafka: one saga, median ms", get(configs, "kafka", "alone", "client_ms", "median"), "< 40",
-          lambda v: v < TARGETS["kafka_one_saga_median_ms"])
-    check("kafka: orchestrator CPU ms/saga", get(configs, "kafka", "saturation", "orchestrator_cpu_ms_per_saga"), "< 4",
-          lambda v: v < TARGETS["kafka_cpu_ms_per_saga"])
-    check("embedded: sagas/s", get(configs, "embedded", "saturation", "sagas_per_second"), ">= 1000",
-          lambda v: v >= TARGETS["embedded_sagas_per_second"])
+    check(
+        "kafka: sagas/s",
+        get(configs, "kafka", "saturation", "sagas_per_second"),
+        ">= 250",
+        lambda v: v >= TARGETS["kafka_sagas_per_second"],
+    )
+    check(
+        "kafka: one saga, median ms",
+        get(configs, "kafka", "alone", "client_ms", "median"),
+        "< 40",
+        lambda v: v < TARGETS["kafka_one_saga_median_ms"],
+    )
+    check(
+        "kafka: orchestrator CPU ms/saga",
+        get(configs, "kafka", "saturation", "orchestrator_cpu_ms_per_saga"),
+        "< 4",
+        lambda v: v < TARGETS["kafka_cpu_ms_per_saga"],
+    )
+    check(
+        "embedded: sagas/s",
+        get(configs, "embedded", "saturation", "sagas_per_second"),
+        ">= 1000",
+        lambda v: v >= TARGETS["embedded_sagas_per_second"],
+    )
     one = get(configs, "kafka", "saturation", "sagas_per_second")
     two = get(configs, "kafka-workers", "saturation", "sagas_per_second")
     check("kafka-workers: throughput ÷ kafka's", _ratio(two, one), "> 1", lambda v: v > 1)
@@ -149,33 +171,58 @@ def table(results: dict[str, Any]) -> str:
         return found
 
     header("Throughput at saturation")
-    metric("sagas/s (first POST to last completed)", lambda c, n: sat(c, n).get("sagas_per_second"),
-           "kafka >= 250, embedded >= 1000 (17)")
+    metric(
+        "sagas/s (first POST to last completed)",
+        lambda c, n: sat(c, n).get("sagas_per_second"),
+        "kafka >= 250, embedded >= 1000 (17)",
+    )
     metric("not completed (of N)", lambda c, n: sat(c, n).get("not_completed"))
     metric("POSTs accepted/s", lambda c, n: sat(c, n).get("posts_per_second"))
-    metric("limit: DB commits/s ÷ commits/saga", lambda c, n: get(extra, n, "throughput_limit"),
-           f"PG 8 conn, SQLite 1 conn")
+    metric(
+        "limit: DB commits/s ÷ commits/saga",
+        lambda c, n: get(extra, n, "throughput_limit"),
+        "PG 8 conn, SQLite 1 conn",
+    )
     metric("  same, 1 PG connection", lambda c, n: get(extra, n, "throughput_limit_1_connection"))
     metric("sagas/s ÷ limit", lambda c, n: get(extra, n, "throughput_of_limit"), digits=2)
-    metric("CPU ceiling: cores ÷ machine CPU/saga", lambda c, n: sat(c, n).get("cpu_ceiling_sagas_per_second"),
-           "sagas/s if all cores were busy at this cost")
+    metric(
+        "CPU ceiling: cores ÷ machine CPU/saga",
+        lambda c, n: sat(c, n).get("cpu_ceiling_sagas_per_second"),
+        "sagas/s if all cores were busy at this cost",
+    )
 
     header("One saga alone, client side (POST until GET says COMPLETED)")
     metric("median ms", lambda c, n: get(c, "alone", "client_ms", "median"), "kafka < 40 (145)")
     metric("p95 ms", lambda c, n: get(c, "alone", "client_ms", "p95"))
     metric("p99 ms", lambda c, n: get(c, "alone", "client_ms", "p99"))
     metric("median ÷ 5 Kafka round trips", lambda c, n: get(extra, n, "alone_median_over_five_rtt"), digits=2)
-    metric("median ÷ 5 Kafka step round trips", lambda c, n: get(extra, n, "alone_median_over_five_step_rtt"), digits=2,
-           note="step = record out + reply back (2 hops)")
+    metric(
+        "median ÷ 5 Kafka step round trips",
+        lambda c, n: get(extra, n, "alone_median_over_five_step_rtt"),
+        digits=2,
+        note="step = record out + reply back (2 hops)",
+    )
     metric("server side median ms (created→completed)", lambda c, n: get(c, "alone", "server_ms", "median"))
     metric("  same, watched in the DB, no GET polling", lambda c, n: get(c, "alone", "server_ms_unobserved", "median"))
-    metric("    of which orchestrator (queued→delivered)", lambda c, n: get(c, "alone", "breakdown", "orchestrator_ms", "median"),
-           "sum over 5 steps, medians")
-    metric("    of which outside (delivered→reply applied)", lambda c, n: get(c, "alone", "breakdown", "outside_ms", "median"))
-    metric("      delivered→reply produced (Kafka)", lambda c, n: get(c, "alone", "breakdown", "delivered_to_reply_produced_ms", "median"),
-           "hop out + participant")
-    metric("      reply produced→applied (Kafka)", lambda c, n: get(c, "alone", "breakdown", "reply_produced_to_applied_ms", "median"),
-           "hop back + event consumer")
+    metric(
+        "    of which orchestrator (queued→delivered)",
+        lambda c, n: get(c, "alone", "breakdown", "orchestrator_ms", "median"),
+        "sum over 5 steps, medians",
+    )
+    metric(
+        "    of which outside (delivered→reply applied)",
+        lambda c, n: get(c, "alone", "breakdown", "outside_ms", "median"),
+    )
+    metric(
+        "      delivered→reply produced (Kafka)",
+        lambda c, n: get(c, "alone", "breakdown", "delivered_to_reply_produced_ms", "median"),
+        "hop out + participant",
+    )
+    metric(
+        "      reply produced→applied (Kafka)",
+        lambda c, n: get(c, "alone", "breakdown", "reply_produced_to_applied_ms", "median"),
+        "hop back + event consumer",
+    )
 
     header("Latency under saturation (all N queued at once; created_at → completed_at)")
     metric("median ms", lambda c, n: get(sat(c, n), "latency_under_load_ms", "median"))
@@ -188,35 +235,67 @@ def table(results: dict[str, Any]) -> str:
     metric("median ms", lambda c, n: get(c, "paced", "latency_ms", "median"))
     metric("p95 ms", lambda c, n: get(c, "paced", "latency_ms", "p95"))
     metric("p99 ms", lambda c, n: get(c, "paced", "latency_ms", "p99"))
-    metric("  median of orchestrator (queued→delivered)", lambda c, n: get(c, "paced", "breakdown", "orchestrator_ms", "median"),
-           "sum over 5 steps")
-    metric("  median of outside (delivered→reply applied)", lambda c, n: get(c, "paced", "breakdown", "outside_ms", "median"))
-    metric("    delivered→reply produced (Kafka)", lambda c, n: get(c, "paced", "breakdown", "delivered_to_reply_produced_ms", "median"))
-    metric("    reply produced→applied (Kafka)", lambda c, n: get(c, "paced", "breakdown", "reply_produced_to_applied_ms", "median"))
+    metric(
+        "  median of orchestrator (queued→delivered)",
+        lambda c, n: get(c, "paced", "breakdown", "orchestrator_ms", "median"),
+        "sum over 5 steps",
+    )
+    metric(
+        "  median of outside (delivered→reply applied)",
+        lambda c, n: get(c, "paced", "breakdown", "outside_ms", "median"),
+    )
+    metric(
+        "    delivered→reply produced (Kafka)",
+        lambda c, n: get(c, "paced", "breakdown", "delivered_to_reply_produced_ms", "median"),
+    )
+    metric(
+        "    reply produced→applied (Kafka)",
+        lambda c, n: get(c, "paced", "breakdown", "reply_produced_to_applied_ms", "median"),
+    )
 
     header("Cost per saga (during the saturation run)")
     metric("DB commits", lambda c, n: sat(c, n).get("db_commits_per_saga"), digits=2)
     metric("  same, one saga alone", lambda c, n: get(c, "alone", "db_commits_per_saga"), digits=2)
     metric("DB rollbacks", lambda c, n: sat(c, n).get("db_rollbacks_per_saga"), digits=2)
     metric("WAL KiB (PostgreSQL)", lambda c, n: sat(c, n).get("wal_kib_per_saga"), digits=1)
-    metric("sagas rows updated (of which HOT)", lambda c, n: None if get(sat(c, n), "table_writes_per_saga", "sagas") is None else
-           f'{fmt(get(sat(c, n), "table_writes_per_saga", "sagas", "updated"), 2)} '
-           f'({fmt(get(sat(c, n), "table_writes_per_saga", "sagas", "hot_updated"), 2)})')
+    metric(
+        "sagas rows updated (of which HOT)",
+        lambda c, n: (
+            None
+            if get(sat(c, n), "table_writes_per_saga", "sagas") is None
+            else f"{fmt(get(sat(c, n), 'table_writes_per_saga', 'sagas', 'updated'), 2)} "
+            f"({fmt(get(sat(c, n), 'table_writes_per_saga', 'sagas', 'hot_updated'), 2)})"
+        ),
+    )
     metric("messages (/metrics counters)", lambda c, n: sat(c, n).get("messages_per_saga"), digits=2)
     metric("messages on the broker (all phases)", lambda c, n: get(c, "wire", "messages_per_saga"), digits=2)
-    metric("orchestrator CPU ms (all processes)", lambda c, n: sat(c, n).get("orchestrator_cpu_ms_per_saga"),
-           "kafka < 4 (44)", digits=2)
+    metric(
+        "orchestrator CPU ms (all processes)",
+        lambda c, n: sat(c, n).get("orchestrator_cpu_ms_per_saga"),
+        "kafka < 4 (44)",
+        digits=2,
+    )
     metric("simulator CPU ms", lambda c, n: get(sat(c, n), "cpu_ms_per_saga", "simulator"), digits=2)
     metric("PostgreSQL CPU ms", lambda c, n: get(sat(c, n), "cpu_ms_per_saga", "postgres"), digits=2)
     metric("broker CPU ms", lambda c, n: get(sat(c, n), "cpu_ms_per_saga", "tansu"), digits=2)
     metric("benchmark client CPU ms", lambda c, n: sat(c, n).get("client_cpu_ms_per_saga"), digits=2)
     metric("whole machine CPU ms", lambda c, n: sat(c, n).get("machine_cpu_ms_per_saga"), digits=2)
-    metric("  not in the above (kernel, other programs)", lambda c, n: sat(c, n).get("unattributed_cpu_ms_per_saga"), digits=2)
+    metric(
+        "  not in the above (kernel, other programs)",
+        lambda c, n: sat(c, n).get("unattributed_cpu_ms_per_saga"),
+        digits=2,
+    )
     metric("machine busy % (of all cores)", lambda c, n: sat(c, n).get("machine_busy_percent"))
 
     header("Idle (no sagas), CPU % of one core")
-    metric("orchestrator processes", lambda c, n: sum(v for k, v in (c.get("idle_cpu_percent") or {}).items()
-                                                      if k == "serve" or k.startswith("worker")) if c.get("idle_cpu_percent") else None)
+    metric(
+        "orchestrator processes",
+        lambda c, n: (
+            sum(v for k, v in (c.get("idle_cpu_percent") or {}).items() if k == "serve" or k.startswith("worker"))
+            if c.get("idle_cpu_percent")
+            else None
+        ),
+    )
     metric("simulator", lambda c, n: get(c, "idle_cpu_percent", "simulator"))
 
     header("Memory")
@@ -225,16 +304,27 @@ def table(results: dict[str, Any]) -> str:
     metric("peak RSS MB, worker-2", lambda c, n: get(c, "memory", "worker-2", "peak_rss_mb"))
 
     header("Processed once (saturation sagas' histories)")
-    metric("sagas with a success event twice",
-           lambda c, n: get(sat(c, n), "history_check", "sagas_with_an_event_twice"), "0")
-    metric("sagas with commands re-sent/reordered",
-           lambda c, n: get(sat(c, n), "history_check", "sagas_with_commands_resent_or_out_of_order"))
+    metric(
+        "sagas with a success event twice",
+        lambda c, n: get(sat(c, n), "history_check", "sagas_with_an_event_twice"),
+        "0",
+    )
+    metric(
+        "sagas with commands re-sent/reordered",
+        lambda c, n: get(sat(c, n), "history_check", "sagas_with_commands_resent_or_out_of_order"),
+    )
 
     header("This machine's limits (same servers, same run)")
     rtt = lim.get("kafka_round_trip_ms", {})
-    lines.append(f"  {'PostgreSQL commits/s, 1 connection':<{width}}{fmt(lim.get('pg_commits_per_second_1')):>{col}}   (issue: ~2,300)")
-    lines.append(f"  {'PostgreSQL commits/s, 8 connections':<{width}}{fmt(lim.get('pg_commits_per_second_8')):>{col}}   (issue: ~7,100)")
-    lines.append(f"  {'SQLite commits/s, 1 connection (WAL)':<{width}}{fmt(lim.get('sqlite_commits_per_second_1')):>{col}}")
+    lines.append(
+        f"  {'PostgreSQL commits/s, 1 connection':<{width}}{fmt(lim.get('pg_commits_per_second_1')):>{col}}   (issue: ~2,300)"
+    )
+    lines.append(
+        f"  {'PostgreSQL commits/s, 8 connections':<{width}}{fmt(lim.get('pg_commits_per_second_8')):>{col}}   (issue: ~7,100)"
+    )
+    lines.append(
+        f"  {'SQLite commits/s, 1 connection (WAL)':<{width}}{fmt(lim.get('sqlite_commits_per_second_1')):>{col}}"
+    )
     lines.append(
         f"  {'Kafka round trip ms, median / p95':<{width}}{fmt(rtt.get('median'), 2) + ' / ' + fmt(rtt.get('p95'), 2):>{col}}"
         f"   fetch_max_wait_ms={rtt.get('fetch_max_wait_ms')}, linger_ms={rtt.get('linger_ms')} (issue: ~4)"

@@ -22,7 +22,7 @@ import tempfile
 import time
 import traceback
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,43 +33,79 @@ SCALE = ("inflight", "paging")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sagas", type=int, help="sagas per saturation run (default 3000; --quick 300)")
     parser.add_argument("--latency-samples", type=int, help="sagas run one at a time (default 100; --quick 30)")
-    parser.add_argument("--alone-budget", type=float,
-                        help="seconds at most for the one-at-a-time sagas of a configuration, at least 10 run "
-                             "(default 180; --quick 45; the unobserved ones get half)")
-    parser.add_argument("--configs", default=",".join(phases.CONFIGS),
-                        help=f"comma-separated, of {','.join(phases.CONFIGS)} (default: all)")
-    parser.add_argument("--scale", default=",".join(SCALE),
-                        help="scale checks to run: inflight,paging (default: both; 'none' to skip)")
+    parser.add_argument(
+        "--alone-budget",
+        type=float,
+        help="seconds at most for the one-at-a-time sagas of a configuration, at least 10 run "
+        "(default 180; --quick 45; the unobserved ones get half)",
+    )
+    parser.add_argument(
+        "--configs",
+        default=",".join(phases.CONFIGS),
+        help=f"comma-separated, of {','.join(phases.CONFIGS)} (default: all)",
+    )
+    parser.add_argument(
+        "--scale", default=",".join(SCALE), help="scale checks to run: inflight,paging (default: both; 'none' to skip)"
+    )
     parser.add_argument("--no-limits", action="store_true", help="skip measuring PostgreSQL, SQLite and Kafka limits")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 300 sagas, 30 alone, 1,000 in flight, 10,000 finished")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 300 sagas, 30 alone, 1,000 in flight, 10,000 finished"
+    )
     parser.add_argument("--inflight", type=int, help="sagas in flight for the RSS check (default 10000; --quick 1000)")
-    parser.add_argument("--finished", type=int, help="finished sagas for the paging check (default 100000; --quick 10000)")
+    parser.add_argument(
+        "--finished", type=int, help="finished sagas for the paging check (default 100000; --quick 10000)"
+    )
     parser.add_argument("--client-threads", type=int, default=8, help="threads POSTing at saturation (default 8)")
-    parser.add_argument("--poll-ms", type=float, default=1.0,
-                        help="pause between GETs while one saga runs alone (default 1 ms)")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds after the last POST before unfinished sagas count as not completed (default 300)")
-    parser.add_argument("--paced-seconds", type=float,
-                        help="after saturation, POST at a steady share of the measured rate this long (default 15; --quick 5; 0 skips)")
-    parser.add_argument("--paced-fraction", type=float, default=0.7,
-                        help="that share of the saturation rate (default 0.7)")
+    parser.add_argument(
+        "--poll-ms", type=float, default=1.0, help="pause between GETs while one saga runs alone (default 1 ms)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds after the last POST before unfinished sagas count as not completed (default 300)",
+    )
+    parser.add_argument(
+        "--paced-seconds",
+        type=float,
+        help="after saturation, POST at a steady share of the measured rate this long (default 15; --quick 5; 0 skips)",
+    )
+    parser.add_argument(
+        "--paced-fraction", type=float, default=0.7, help="that share of the saturation rate (default 0.7)"
+    )
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="SAGA_KAFKA_FETCH_MAX_WAIT_MS (default 10)")
-    parser.add_argument("--step-deadline", type=float, default=300.0,
-                        help="SAGA_STEP_DEADLINE_SECONDS, long so a backlog causes no re-sends (default 300)")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra environment for every orchestrator process (repeatable)")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy record each orchestrator during the saturation runs (bench-results/profiles/)")
+    parser.add_argument(
+        "--step-deadline",
+        type=float,
+        default=300.0,
+        help="SAGA_STEP_DEADLINE_SECONDS, long so a backlog causes no re-sends (default 300)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for every orchestrator process (repeatable)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy record each orchestrator during the saturation runs (bench-results/profiles/)",
+    )
     parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
     parser.add_argument("--results", default="bench-results", help="folder for the JSON files (default bench-results)")
     parser.add_argument("--compare", metavar="OLD.json", help="print this run beside an earlier one")
-    parser.add_argument("--compare-only", nargs=2, metavar=("OLD.json", "NEW.json"),
-                        help="print two earlier runs side by side, run nothing")
+    parser.add_argument(
+        "--compare-only",
+        nargs=2,
+        metavar=("OLD.json", "NEW.json"),
+        help="print two earlier runs side by side, run nothing",
+    )
     parser.add_argument("--show", metavar="RUN.json", help="print the table of an earlier run, run nothing")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (process logs, SQLite file)")
     return parser
@@ -94,8 +130,12 @@ def _sizes(args: argparse.Namespace) -> phases.Sizes:
 
 def _git() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True
+        ).stdout.strip()
         return commit + ("+dirty src" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "?"
@@ -141,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)
     sizes = _sizes(args)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     results_dir = Path(args.results)
     results: dict[str, Any] = {
@@ -175,10 +215,21 @@ def main(argv: list[str] | None = None) -> int:
             pg = stack.enter_context(postgres_server(scratch)) if needs_pg else None
             kafka = stack.enter_context(kafka_broker(scratch)) if needs_kafka else None
             ctx = phases.Context(
-                sizes=sizes, scratch=scratch, results=results_dir, stamp=stamp, pg=pg, kafka=kafka,
-                client_threads=args.client_threads, poll_interval=args.poll_ms / 1000, timeout=args.timeout,
-                fetch_wait_ms=args.fetch_wait_ms, step_deadline_seconds=args.step_deadline,
-                extra_env=extra_env, profile=args.profile, profile_gil=args.profile_gil, log=_log,
+                sizes=sizes,
+                scratch=scratch,
+                results=results_dir,
+                stamp=stamp,
+                pg=pg,
+                kafka=kafka,
+                client_threads=args.client_threads,
+                poll_interval=args.poll_ms / 1000,
+                timeout=args.timeout,
+                fetch_wait_ms=args.fetch_wait_ms,
+                step_deadline_seconds=args.step_deadline,
+                extra_env=extra_env,
+                profile=args.profile,
+                profile_gil=args.profile_gil,
+                log=_log,
                 paced_fraction=args.paced_fraction,
             )
             if not args.no_limits:
@@ -190,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 except Exception as error:
                     _log(f"[{name}] FAILED: {error}")
-                    results["configs"][name] = {"error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()}
+                    results["configs"][name] = {
+                        "error": f"{type(error).__name__}: {error}",
+                        "trace": traceback.format_exc(),
+                    }
             for name in scale:
                 runner = phases.run_inflight if name == "inflight" else phases.run_paging
                 try:
@@ -199,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 except Exception as error:
                     _log(f"[{name}] FAILED: {error}")
-                    results["scale"][name] = {"error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()}
+                    results["scale"][name] = {
+                        "error": f"{type(error).__name__}: {error}",
+                        "trace": traceback.format_exc(),
+                    }
             _log("stopping servers")
     except KeyboardInterrupt:
         interrupted = True

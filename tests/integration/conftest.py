@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from tests.support.postgres import embedded_postgres
 
 from saga.adapters.sqlalchemy_store import database_url
-from tests.support.postgres import embedded_postgres
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +40,7 @@ def fresh_database_url(postgres_url: str) -> Iterator[str]:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
 
 # The Kafka broker fixture lives with its helpers in tests/support/kafka.py.
 from tests.support.kafka import kafka_bootstrap  # noqa: E402, F401

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import requests
 from sqlalchemy import create_engine, inspect
+from tests.support.servers import saga_process
 
 from saga.adapters.migrations import head_revision
 from saga.adapters.sqlalchemy_store import database_url
-from tests.support.servers import saga_process
 
 
 def saga_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,7 +40,10 @@ def test_serve_migrates_a_new_sqlite_file_at_start(tmp_path: Path) -> None:
     database = tmp_path / "new.db"
     with saga_process(["serve"], {"DATABASE_URL": f"sqlite:///{database}"}, tmp_path / "serve.log") as base:
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
-    assert saga_cli("db", "current", env={"DATABASE_URL": f"sqlite:///{database}", "PATH": ""}).stdout.strip() == head_revision()
+    assert (
+        saga_cli("db", "current", env={"DATABASE_URL": f"sqlite:///{database}", "PATH": ""}).stdout.strip()
+        == head_revision()
+    )
 
 
 def test_a_worker_with_a_port_answers_health_and_metrics_but_takes_no_orders(tmp_path: Path) -> None:
@@ -48,7 +51,10 @@ def test_a_worker_with_a_port_answers_health_and_metrics_but_takes_no_orders(tmp
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'saga.db'}",
         "SAGA_TRANSPORT": "http",
-        **{name: closed for name in ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL", "SCHEDULER_SERVICE_URL")},
+        **{
+            name: closed
+            for name in ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL", "SCHEDULER_SERVICE_URL")
+        },
     }
     with saga_process(["worker"], env, tmp_path / "worker.log") as base:
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}

@@ -11,10 +11,10 @@ import pytest
 import requests
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-
-from saga.adapters.sqlalchemy_store import database_url
 from tests.support.scenarios import SEED_ORDER, assert_completes
 from tests.support.servers import saga_process
+
+from saga.adapters.sqlalchemy_store import database_url
 
 
 @pytest.fixture
@@ -28,7 +28,9 @@ def set_connections_allowed(admin: Engine, name: str, allowed: bool) -> None:
     with admin.connect() as connection:
         connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
         if not allowed:
-            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name})
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+            )
 
 
 def test_database_down_gives_503_and_readyz_names_it_then_the_service_recovers(

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from tests.support.scenarios import FAILURE_PATHS, FINAL, SEED_ORDER, assert_fails_with_compensations
 from tests.support.servers import saga_process, wait_for_status
 
@@ -42,15 +41,34 @@ def test_seed_example_completes_within_a_second(server: str) -> None:
     sent = [entry["type"] for entry in saga["history"] if entry["kind"] == "command"]
     received = [entry["type"] for entry in saga["history"] if entry["kind"] == "event"]
     assert sent == ["create_order", "get_payment_info", "authorize_payment", "update_order_status", "start_order_timer"]
-    assert received == ["order.created", "user.payment_info_retrieved", "payment.authorized", "order.status_updated", "timer.started"]
+    assert received == [
+        "order.created",
+        "user.payment_info_retrieved",
+        "payment.authorized",
+        "order.status_updated",
+        "timer.started",
+    ]
     assert all(entry["at"] for entry in saga["history"])
 
 
 def test_saga_json_has_every_contract_field(server: str) -> None:
     saga_id = post_order(server, SEED_ORDER).json()["saga_id"]
     saga = wait_for_status(server, saga_id, FINAL)
-    for name in ("id", "customer_id", "status", "current_step", "error", "order_id", "payment_id", "amount_cents",
-                 "order_details", "created_at", "updated_at", "completed_at", "history"):
+    for name in (
+        "id",
+        "customer_id",
+        "status",
+        "current_step",
+        "error",
+        "order_id",
+        "payment_id",
+        "amount_cents",
+        "order_details",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "history",
+    ):
         assert name in saga
     assert saga["order_details"] == SEED_ORDER["order_details"]
 
@@ -70,20 +88,97 @@ BAD_ORDERS: list[tuple[str, dict[str, Any], int, str]] = [
     ("details not object", {"json": {"customer_id": "c", "order_details": "burger"}}, 400, "order_details"),
     ("no items", {"json": {"customer_id": "c", "order_details": {}}}, 400, "foodItems"),
     ("empty items", {"json": {"customer_id": "c", "order_details": {"foodItems": []}}}, 400, "foodItems"),
-    ("negative price", {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": -1, "quantity": 1}]}}}, 400, "negative"),
-    ("text price", {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": "abc", "quantity": 1}]}}}, 400, "number"),
-    ("float quantity", {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 1.5}]}}}, 400, "integer"),
-    ("zero quantity", {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 0}]}}}, 400, "quantity"),
-    ("huge quantity", {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 10**9}]}}}, 400, "quantity"),
-    ("too many items", {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 1}] * 101}}}, 400, "at most 100"),
+    (
+        "negative price",
+        {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": -1, "quantity": 1}]}}},
+        400,
+        "negative",
+    ),
+    (
+        "text price",
+        {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": "abc", "quantity": 1}]}}},
+        400,
+        "number",
+    ),
+    (
+        "float quantity",
+        {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 1.5}]}}},
+        400,
+        "integer",
+    ),
+    (
+        "zero quantity",
+        {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 0}]}}},
+        400,
+        "quantity",
+    ),
+    (
+        "huge quantity",
+        {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 10**9}]}}},
+        400,
+        "quantity",
+    ),
+    (
+        "too many items",
+        {"json": {"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 1}] * 101}}},
+        400,
+        "at most 100",
+    ),
     ("body too large", {"json": {**SEED_ORDER, "padding": "x" * 5000}}, 413, "at most 4096 bytes"),
-    ("not JSON content type", {"data": b"customer_id=c", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 415, "application/json"),
-    ("deeply nested", {"data": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}}, 413, "at most"),
-    ("NaN in details", {"data": b'{"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 1}], "tip": NaN}}', "headers": {"Content-Type": "application/json"}}, 400, "NaN"),
-    ("Infinity price", {"data": b'{"customer_id": "c", "order_details": {"foodItems": [{"price": Infinity, "quantity": 1}]}}', "headers": {"Content-Type": "application/json"}}, 400, "Infinity"),
-    ("lone surrogate", {"data": b'{"customer_id": "\\ud800", "order_details": {"foodItems": [{"price": 1, "quantity": 1}]}}', "headers": {"Content-Type": "application/json"}}, 400, "surrogate"),
-    ("NUL character", {"data": b'{"customer_id": "c", "order_details": {"foodItems": [{"name": "a\\u0000b", "price": 1, "quantity": 1}]}}', "headers": {"Content-Type": "application/json"}}, 400, "NUL"),
-    ("not UTF-8", {"data": '{"customer_id": "c"}'.encode("utf-16"), "headers": {"Content-Type": "application/json"}}, 400, "UTF-8"),
+    (
+        "not JSON content type",
+        {"data": b"customer_id=c", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        415,
+        "application/json",
+    ),
+    (
+        "deeply nested",
+        {"data": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}},
+        413,
+        "at most",
+    ),
+    (
+        "NaN in details",
+        {
+            "data": b'{"customer_id": "c", "order_details": {"foodItems": [{"price": 1, "quantity": 1}], "tip": NaN}}',
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "NaN",
+    ),
+    (
+        "Infinity price",
+        {
+            "data": b'{"customer_id": "c", "order_details": {"foodItems": [{"price": Infinity, "quantity": 1}]}}',
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "Infinity",
+    ),
+    (
+        "lone surrogate",
+        {
+            "data": b'{"customer_id": "\\ud800", "order_details": {"foodItems": [{"price": 1, "quantity": 1}]}}',
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "surrogate",
+    ),
+    (
+        "NUL character",
+        {
+            "data": b'{"customer_id": "c", "order_details": {"foodItems": [{"name": "a\\u0000b", "price": 1, "quantity": 1}]}}',
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "NUL",
+    ),
+    (
+        "not UTF-8",
+        {"data": '{"customer_id": "c"}'.encode("utf-16"), "headers": {"Content-Type": "application/json"}},
+        400,
+        "UTF-8",
+    ),
 ]
 
 
@@ -121,15 +216,26 @@ def test_unknown_route_and_method_are_json_errors(server: str) -> None:
 
 
 CURSOR_OF_BRACKETS = base64.urlsafe_b64encode(b"[" * 2000).decode()
-CURSOR_TOO_EARLY = base64.urlsafe_b64encode(b'["0001-01-01T00:00:00+05:00", "6f1c1d2e-0000-4000-8000-000000000000"]').decode()
+CURSOR_TOO_EARLY = base64.urlsafe_b64encode(
+    b'["0001-01-01T00:00:00+05:00", "6f1c1d2e-0000-4000-8000-000000000000"]'
+).decode()
 CURSOR_NOT_A_UUID = base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", "x"]').decode()
 
 
 @pytest.mark.parametrize(
     "query",
     [
-        "status=DONE", "status=", "limit=0", "limit=1001", "limit=ten", "limit=%C2%B2", "limit=" + "9" * 5000,
-        "cursor=%%%", f"cursor={CURSOR_OF_BRACKETS}", f"cursor={CURSOR_TOO_EARLY}", f"cursor={CURSOR_NOT_A_UUID}",
+        "status=DONE",
+        "status=",
+        "limit=0",
+        "limit=1001",
+        "limit=ten",
+        "limit=%C2%B2",
+        "limit=" + "9" * 5000,
+        "cursor=%%%",
+        f"cursor={CURSOR_OF_BRACKETS}",
+        f"cursor={CURSOR_TOO_EARLY}",
+        f"cursor={CURSOR_NOT_A_UUID}",
     ],
 )
 def test_bad_listing_queries(server: str, query: str) -> None:
@@ -172,10 +278,16 @@ def test_health_readiness_and_openapi(server: str) -> None:
 def test_events_endpoint_rejects_json_that_cannot_be_stored(server: str) -> None:
     saga_id = post_order(server, SEED_ORDER).json()["saga_id"]
     for payload in (b'{"payment_info": {"limit": NaN}}', b'{"error": "\\udc00"}', b'{"order_id": "o\\u0000"}'):
-        body = b'{"type": "order.created", "correlation_id": "%s", "timestamp": "2026-11-28T12:00:00", "payload": %s}' % (
-            saga_id.encode(), payload,
+        body = (
+            b'{"type": "order.created", "correlation_id": "%s", "timestamp": "2026-11-28T12:00:00", "payload": %s}'
+            % (
+                saga_id.encode(),
+                payload,
+            )
         )
-        response = requests.post(f"{server}/api/events", data=body, headers={"Content-Type": "application/json"}, timeout=5)
+        response = requests.post(
+            f"{server}/api/events", data=body, headers={"Content-Type": "application/json"}, timeout=5
+        )
         assert response.status_code == 400, response.text
     assert requests.get(f"{server}/api/sagas/{saga_id}", timeout=5).status_code == 200
 

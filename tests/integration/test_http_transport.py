@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from tests.support.scenarios import (
     FAILURE_PATHS,
     FINAL,
@@ -210,11 +209,13 @@ def test_scheduler_down_past_the_deadline_undoes_payment_and_order(impatient: St
             impatient.base,
             "FAILED",
             "START_TIMER",
-            STEP_COMMANDS[:4] + ["start_order_timer", "start_order_timer", "revert_payment", "cancel_order"],
+            [*STEP_COMMANDS[:4], "start_order_timer", "start_order_timer", "revert_payment", "cancel_order"],
         )
     assert saga["error"] == "START_TIMER failed: no reply after 2 attempts"
     assert history(saga, "event")[-2:] == ["payment.released", "order.cancelled"]
-    resends = [entry for entry in saga["history"] if entry["kind"] == "command" and entry["type"] == "start_order_timer"]
+    resends = [
+        entry for entry in saga["history"] if entry["kind"] == "command" and entry["type"] == "start_order_timer"
+    ]
     assert resends[0]["message_id"] == resends[1]["message_id"]  # a re-send, not a new command
 
 
@@ -310,13 +311,23 @@ def bad_events(saga_id: str) -> list[tuple[str, dict[str, Any], int, str]]:
         ("no type", {"body": {k: v for k, v in good.items() if k != "type"}}, 400, "type"),
         ("unknown type", {"body": {**good, "type": "order.shipped"}}, 400, "unknown event type"),
         ("a command", {"body": {**good, "type": "create_order"}}, 400, "unknown event type"),
-        ("no correlation id", {"body": {k: v for k, v in good.items() if k != "correlation_id"}}, 400, "correlation_id"),
+        (
+            "no correlation id",
+            {"body": {k: v for k, v in good.items() if k != "correlation_id"}},
+            400,
+            "correlation_id",
+        ),
         ("correlation id not a UUID", {"body": {**good, "correlation_id": "saga-1"}}, 400, "UUID"),
         ("bad timestamp", {"body": {**good, "timestamp": "yesterday"}}, 400, "timestamp"),
         ("payload not an object", {"body": {**good, "payload": "order_1"}}, 400, "payload"),
         ("missing order_id", {"body": {**good, "payload": {}}}, 400, "payload.order_id"),
         ("message_id a number", {"body": {**good, "message_id": 7}}, 400, "message_id"),
-        ("text/plain", {"data": json.dumps(good).encode(), "headers": {"Content-Type": "text/plain"}}, 415, "application/json"),
+        (
+            "text/plain",
+            {"data": json.dumps(good).encode(), "headers": {"Content-Type": "text/plain"}},
+            415,
+            "application/json",
+        ),
         ("too large", {"body": {**good, "payload": {"order_id": "x" * 70_000}}}, 413, "at most"),
         ("unknown saga", {"body": {**good, "correlation_id": str(uuid.uuid4())}}, 404, "no saga"),
     ]

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
+from tests.support.kafka import new_setup
+from tests.support.servers import free_port
 
 from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, KafkaUnavailable
 from saga.adapters.kafka_publisher import KafkaCommandPublisher, all_topics, await_acknowledgement, ensure_topics
 from saga.domain.messages import Command, new_message_id
 from saga.entrypoints.config import DEFAULT_TOPICS, KafkaSettings
 from saga.ports.messaging import Delivered, Undelivered
-from tests.support.kafka import new_setup
-from tests.support.servers import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -42,7 +42,7 @@ def settings_for(bootstrap: str, tag: str) -> KafkaSettings:
 
 
 def command(command_type: str, saga_id: str) -> Command:
-    return Command(command_type, saga_id, {"user_id": "cust_1"}, new_message_id(), datetime.now(timezone.utc))
+    return Command(command_type, saga_id, {"user_id": "cust_1"}, new_message_id(), datetime.now(UTC))
 
 
 def test_without_a_broker_commands_stay_undelivered_and_health_says_why() -> None:

@@ -20,9 +20,6 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-
-from saga.adapters.sqlalchemy_store import database_url as sqlalchemy_url
-
 from tests.support.kafka import KafkaTestSetup, event_envelope, new_setup, tansu_broker
 from tests.support.scenarios import (
     FAILURE_PATHS,
@@ -45,6 +42,8 @@ from tests.support.servers import (
     wait_for_status,
     wait_until_answers,
 )
+
+from saga.adapters.sqlalchemy_store import database_url as sqlalchemy_url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -109,17 +108,35 @@ def test_each_step_failure_runs_its_compensations(system: KafkaSystem) -> None:
                 saga = assert_fails_with_compensations(base, step, compensations)
             events = history(saga, "event")
             confirmations = [CONFIRMATION[command] for command in compensations]
-            assert events[len(events) - len(confirmations):] == confirmations, events
+            assert events[len(events) - len(confirmations) :] == confirmations, events
 
 
 BAD_MESSAGES: list[tuple[str, bytes, str]] = [
     ("not JSON", b"{not json", "not valid UTF-8 JSON"),
     ("not an object", b'["order.created"]', "must be a JSON object"),
-    ("missing type", json.dumps({"correlation_id": str(uuid.uuid4()), "timestamp": "2026-11-28T12:00:00", "payload": {}}).encode(), "type must be"),
-    ("missing correlation_id", json.dumps({"type": "order.created", "timestamp": "2026-11-28T12:00:00", "payload": {"order_id": "o1"}}).encode(), "correlation_id"),
+    (
+        "missing type",
+        json.dumps({"correlation_id": str(uuid.uuid4()), "timestamp": "2026-11-28T12:00:00", "payload": {}}).encode(),
+        "type must be",
+    ),
+    (
+        "missing correlation_id",
+        json.dumps(
+            {"type": "order.created", "timestamp": "2026-11-28T12:00:00", "payload": {"order_id": "o1"}}
+        ).encode(),
+        "correlation_id",
+    ),
     ("unknown type", event_envelope("order.exploded", str(uuid.uuid4()), {}), "unknown event type"),
-    ("unknown saga", event_envelope("order.created", "5f0c7a58-9d0e-4a43-a3b5-0d1f1f7c0001", {"order_id": "o1"}), "no saga 5f0c7a58-9d0e-4a43-a3b5-0d1f1f7c0001"),
-    ("missing payload field", event_envelope("order.created", str(uuid.uuid4()), {}), "order.created needs payload.order_id"),
+    (
+        "unknown saga",
+        event_envelope("order.created", "5f0c7a58-9d0e-4a43-a3b5-0d1f1f7c0001", {"order_id": "o1"}),
+        "no saga 5f0c7a58-9d0e-4a43-a3b5-0d1f1f7c0001",
+    ),
+    (
+        "missing payload field",
+        event_envelope("order.created", str(uuid.uuid4()), {}),
+        "order.created needs payload.order_id",
+    ),
 ]
 
 
@@ -280,13 +297,14 @@ def test_serve_and_worker_in_one_group_on_one_database_share_the_work(system: Ka
     count = 30
     received = system.folder / "received.log"
     worker_log = system.folder / "worker.log"
-    with system.orchestrator(log_name="serve.log") as base:
-        with saga_background(["worker"], system.env(), worker_log, "assigned"), system.simulator(
-            "--received-log", str(received)
-        ):
-            wait_for_log(system.folder / "serve.log", "assigned 8 partition(s)")
-            wait_for_log(worker_log, "assigned 8 partition(s)")
-            sagas = assert_all_complete(base, count)
+    with (
+        system.orchestrator(log_name="serve.log") as base,
+        saga_background(["worker"], system.env(), worker_log, "assigned"),
+        system.simulator("--received-log", str(received)),
+    ):
+        wait_for_log(system.folder / "serve.log", "assigned 8 partition(s)")
+        wait_for_log(worker_log, "assigned 8 partition(s)")
+        sagas = assert_all_complete(base, count)
     for saga in sagas:
         assert saga["ignored_events"] == 0
         assert len(set(event_message_ids(saga))) == len(SUCCESS_EVENTS)

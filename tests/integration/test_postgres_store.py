@@ -10,10 +10,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import DateTime, Engine, inspect, text
-
-from saga.adapters.migrations import current_revision, head_revision, upgrade
-from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url, metadata
-from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable, UnitOfWorkFactory
 from tests.unit.persistence_contract import (
     RENDEZVOUS_TIMEOUT,
     OverlappingTransactionsContract,
@@ -21,6 +17,10 @@ from tests.unit.persistence_contract import (
     make_saga,
     run_in_threads,
 )
+
+from saga.adapters.migrations import current_revision, head_revision, upgrade
+from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url, metadata
+from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable, UnitOfWorkFactory
 
 pytestmark = pytest.mark.postgres
 
@@ -119,17 +119,16 @@ def test_a_lost_connection_is_storage_unavailable_and_the_next_unit_of_work_reco
         uow.sagas.add(saga)
         uow.commit()
 
-    with pytest.raises(StorageUnavailable):
-        with SqlAlchemyUnitOfWork(engine) as uow:
-            assert uow.sagas.get(saga.id) == saga
-            with engine.connect() as admin:
-                admin.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
+    with pytest.raises(StorageUnavailable), SqlAlchemyUnitOfWork(engine) as uow:
+        assert uow.sagas.get(saga.id) == saga
+        with engine.connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
-            uow.sagas.get(saga.id)
+            )
+        uow.sagas.get(saga.id)
 
     with SqlAlchemyUnitOfWork(engine) as uow:
         assert uow.sagas.get(saga.id) == saga
@@ -139,9 +138,8 @@ def test_an_unreachable_server_is_storage_unavailable(tmp_path_factory: pytest.T
     nowhere = tmp_path_factory.mktemp("no-server")
     engine = create_engine_from_url(f"postgresql://postgres@/saga?host={nowhere}")
     try:
-        with pytest.raises(StorageUnavailable):
-            with SqlAlchemyUnitOfWork(engine):
-                pass
+        with pytest.raises(StorageUnavailable), SqlAlchemyUnitOfWork(engine):
+            pass
         with pytest.raises(StorageUnavailable):
             current_revision(engine)
     finally:

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from tests.support.servers import stop_process
 
 from saga.adapters.kafka_publisher import await_acknowledgement
 from saga.entrypoints.config import DEFAULT_TOPICS
-from tests.support.servers import stop_process
 
 # Group joins in about a second on Tansu (INFRA.md); production keeps the longer defaults.
 FAST_CLIENT_SETTINGS = {

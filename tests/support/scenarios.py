@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-
 from tests.support.servers import wait_for_status
 
 SEED_ORDER: dict[str, Any] = {
@@ -21,7 +20,13 @@ SEED_ORDER: dict[str, Any] = {
 }
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "COMPENSATION_FAILED"}
 STEP_COMMANDS = ["create_order", "get_payment_info", "authorize_payment", "update_order_status", "start_order_timer"]
-SUCCESS_EVENTS = ["order.created", "user.payment_info_retrieved", "payment.authorized", "order.status_updated", "timer.started"]
+SUCCESS_EVENTS = [
+    "order.created",
+    "user.payment_info_retrieved",
+    "payment.authorized",
+    "order.status_updated",
+    "timer.started",
+]
 
 # Each step failing by its failure event, and the compensations the contract sends.
 FAILURE_PATHS: list[tuple[str, list[str]]] = [
@@ -57,7 +62,9 @@ def assert_completes(base: str, timeout: float = 20.0) -> dict[str, Any]:
     return saga
 
 
-def assert_fails_with_compensations(base: str, step: str, compensations: list[str], timeout: float = 20.0) -> dict[str, Any]:
+def assert_fails_with_compensations(
+    base: str, step: str, compensations: list[str], timeout: float = 20.0
+) -> dict[str, Any]:
     """With `step` failing, the saga ends FAILED after exactly the contract's compensations."""
     saga = wait_for_status(base, start_order(base), FINAL, timeout)
     assert saga["status"] == "FAILED", saga
@@ -79,7 +86,13 @@ def assert_all_complete(base: str, count: int, timeout: float = 60.0) -> list[di
 
 
 def step_command(step: str) -> str:
-    return dict(zip(["CREATE_ORDER", "GET_PAYMENT_INFO", "AUTHORIZE_PAYMENT", "UPDATE_ORDER_STATUS", "START_TIMER"], STEP_COMMANDS))[step]
+    return dict(
+        zip(
+            ["CREATE_ORDER", "GET_PAYMENT_INFO", "AUTHORIZE_PAYMENT", "UPDATE_ORDER_STATUS", "START_TIMER"],
+            STEP_COMMANDS,
+            strict=False,
+        )
+    )[step]
 
 
 # The reply that confirms each compensation, and each step's failure event.

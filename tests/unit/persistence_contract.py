@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from copy import deepcopy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -24,7 +24,7 @@ from saga.ports.persistence import (
     UnitOfWorkFactory,
 )
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 # Threads waiting on each other give up after this long instead of hanging the run.
 RENDEZVOUS_TIMEOUT = 10.0
@@ -80,7 +80,9 @@ def make_saga(
         history=[
             HistoryEntry(created_at, HistoryKind.COMMAND, "create_order", new_id()),
             HistoryEntry(created_at + timedelta(seconds=1), HistoryKind.EVENT, "order.created", "event-1"),
-            HistoryEntry(created_at + timedelta(seconds=2), HistoryKind.IGNORED, "order.created", "event-1", "duplicate"),
+            HistoryEntry(
+                created_at + timedelta(seconds=2), HistoryKind.IGNORED, "order.created", "event-1", "duplicate"
+            ),
             HistoryEntry(created_at + timedelta(seconds=3), HistoryKind.DEADLINE, "authorize_payment", command_id),
             HistoryEntry(created_at + timedelta(seconds=4), HistoryKind.STATUS, "COMPENSATING", None, "declined"),
         ],
@@ -88,7 +90,9 @@ def make_saga(
 
 
 def make_command(saga_id: str, at: datetime = T0, command_type: str = "create_order") -> Command:
-    return Command(command_type, saga_id, {"saga_id": saga_id, "order_details": {"note": "ß", "n": [1, 2.5]}}, new_id(), at)
+    return Command(
+        command_type, saga_id, {"saga_id": saga_id, "order_details": {"note": "ß", "n": [1, 2.5]}}, new_id(), at
+    )
 
 
 def run_in_threads(*targets: Callable[[], None]) -> None:
@@ -221,19 +225,17 @@ class PersistenceContract:
 
         assert stale is not None
         stale.error = "the change that lost"
-        with pytest.raises(ConcurrencyConflict):
-            with uow_factory() as uow:
-                uow.sagas.save(stale)
-                uow.commit()
+        with pytest.raises(ConcurrencyConflict), uow_factory() as uow:
+            uow.sagas.save(stale)
+            uow.commit()
 
         stored = self.load(uow_factory, saga.id)
         assert stored is not None and stored.error == "the change that won" and stored.version == 1
 
     def test_saving_a_saga_never_added_is_a_concurrency_conflict(self, uow_factory: UnitOfWorkFactory) -> None:
-        with pytest.raises(ConcurrencyConflict):
-            with uow_factory() as uow:
-                uow.sagas.save(make_saga())
-                uow.commit()
+        with pytest.raises(ConcurrencyConflict), uow_factory() as uow:
+            uow.sagas.save(make_saga())
+            uow.commit()
 
     def test_a_failed_unit_of_work_leaves_nothing_behind(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()
@@ -247,12 +249,11 @@ class PersistenceContract:
         newcomer = make_saga()
 
         assert stale is not None
-        with pytest.raises(ConcurrencyConflict):
-            with uow_factory() as uow:
-                uow.sagas.add(newcomer)
-                uow.outbox.add([make_command(newcomer.id)])
-                uow.sagas.save(stale)
-                uow.commit()
+        with pytest.raises(ConcurrencyConflict), uow_factory() as uow:
+            uow.sagas.add(newcomer)
+            uow.outbox.add([make_command(newcomer.id)])
+            uow.sagas.save(stale)
+            uow.commit()
 
         assert self.load(uow_factory, newcomer.id) is None
         with uow_factory() as uow:
@@ -264,20 +265,18 @@ class PersistenceContract:
         impostor = make_saga(saga.id, status=SagaStatus.STARTED)
         impostor.customer_id = "someone else"
 
-        with pytest.raises(DuplicateSaga):
-            with uow_factory() as uow:
-                uow.sagas.add(impostor)
-                uow.commit()
+        with pytest.raises(DuplicateSaga), uow_factory() as uow:
+            uow.sagas.add(impostor)
+            uow.commit()
 
         assert self.load(uow_factory, saga.id) == saga
 
     def test_adding_one_id_twice_in_a_unit_of_work_is_a_duplicate_saga(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()
-        with pytest.raises(DuplicateSaga):
-            with uow_factory() as uow:
-                uow.sagas.add(saga)
-                uow.sagas.add(saga)
-                uow.commit()
+        with pytest.raises(DuplicateSaga), uow_factory() as uow:
+            uow.sagas.add(saga)
+            uow.sagas.add(saga)
+            uow.commit()
 
         assert self.load(uow_factory, saga.id) is None
 
@@ -298,10 +297,9 @@ class PersistenceContract:
 
     def test_an_error_inside_the_block_discards_everything(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()
-        with pytest.raises(RuntimeError):
-            with uow_factory() as uow:
-                uow.sagas.add(saga)
-                raise RuntimeError("the use case failed")
+        with pytest.raises(RuntimeError), uow_factory() as uow:
+            uow.sagas.add(saga)
+            raise RuntimeError("the use case failed")
 
         assert self.load(uow_factory, saga.id) is None
 
@@ -383,9 +381,7 @@ class PersistenceContract:
 
     # ------------------------------------------------------------ listing
 
-    def test_page_lists_newest_first_and_pages_through_ties_on_created_at(
-        self, uow_factory: UnitOfWorkFactory
-    ) -> None:
+    def test_page_lists_newest_first_and_pages_through_ties_on_created_at(self, uow_factory: UnitOfWorkFactory) -> None:
         offsets = [0, 0, 1, 1, 1, 2, 3]  # seconds after T0; equal ones order by id
         sagas = [make_saga(created_at=T0 + timedelta(seconds=offset)) for offset in offsets]
         self.store(uow_factory, *sagas)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-
 from domain_helpers import (
     ORDER_ID,
     PAYMENT_ID,
@@ -21,6 +20,7 @@ from domain_helpers import (
     saga_at,
     state,
 )
+
 from saga.domain.messages import Command
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import (
@@ -152,7 +152,7 @@ def test_compensation_payloads(step: Step, by_deadline: bool, expected: list[str
 
 
 def test_create_order_by_deadline_cancels_with_unknown_order_id() -> None:
-    saga, commands, _ = fail(Step.CREATE_ORDER, True)
+    _saga, commands, _ = fail(Step.CREATE_ORDER, True)
 
     command = single(commands)
     assert command.type == "cancel_order"
@@ -161,7 +161,7 @@ def test_create_order_by_deadline_cancels_with_unknown_order_id() -> None:
 
 
 def test_authorize_payment_by_deadline_reverts_with_unknown_payment_id() -> None:
-    saga, commands, _ = fail(Step.AUTHORIZE_PAYMENT, True)
+    _saga, commands, _ = fail(Step.AUTHORIZE_PAYMENT, True)
 
     command = single(commands)
     assert command.type == "revert_payment"
@@ -420,4 +420,3 @@ def test_cancel_of_an_ended_saga_changes_nothing(ending: str) -> None:
 
     assert state(saga) == before
     assert saga.error is not None and "second" not in saga.error
-

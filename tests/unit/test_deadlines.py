@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from domain_helpers import (
     NOW,
     POLICY,
@@ -19,6 +18,7 @@ from domain_helpers import (
     state,
     success_event,
 )
+
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import HistoryKind, SagaStatus, Step
 
@@ -26,7 +26,7 @@ TICK = timedelta(microseconds=1)
 
 
 def test_before_the_deadline_nothing_happens() -> None:
-    saga, command = start()
+    saga, _command = start()
     before = state(saga)
     history = list(saga.history)
 
@@ -38,7 +38,9 @@ def test_before_the_deadline_nothing_happens() -> None:
     assert saga.updated_at == NOW
 
 
-@pytest.mark.parametrize("late", [timedelta(0), timedelta(seconds=1), timedelta(hours=5)], ids=["at", "after", "long-after"])
+@pytest.mark.parametrize(
+    "late", [timedelta(0), timedelta(seconds=1), timedelta(hours=5)], ids=["at", "after", "long-after"]
+)
 def test_after_the_deadline_the_command_is_resent_with_the_same_message_id(late: timedelta) -> None:
     saga, commands = start()
     original = commands[0]

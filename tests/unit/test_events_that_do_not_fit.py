@@ -8,7 +8,6 @@ are recorded in the saga's history and counted."
 from __future__ import annotations
 
 import pytest
-
 from domain_helpers import (
     FAILURE,
     POLICY,
@@ -22,6 +21,7 @@ from domain_helpers import (
     state,
     success_event,
 )
+
 from saga.domain.messages import Event
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import (

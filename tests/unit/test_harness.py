@@ -25,7 +25,11 @@ def test_happy_path_sends_each_command_once_with_the_contract_payloads() -> None
     assert saga.status is SagaStatus.COMPLETED
     assert saga.amount_cents == 2748
     assert command_types(harness, saga_id) == [
-        "create_order", "get_payment_info", "authorize_payment", "update_order_status", "start_order_timer",
+        "create_order",
+        "get_payment_info",
+        "authorize_payment",
+        "update_order_status",
+        "start_order_timer",
     ]
     authorize = next(c for c in harness.sent if c["type"] == "authorize_payment")
     assert authorize["payload"]["amount_cents"] == 2748 and authorize["payload"]["order_id"] == saga.order_id
@@ -49,7 +53,7 @@ def test_failure_at_each_step_runs_the_contract_compensations(step: str, compens
     saga = harness.saga(saga_id)
     assert saga.status is SagaStatus.FAILED
     sent = command_types(harness, saga_id)
-    assert sent[len(sent) - len(compensations):] == compensations
+    assert sent[len(sent) - len(compensations) :] == compensations
     assert [entry.type for entry in saga.history if entry.kind == "command"] == sent
 
 
@@ -73,10 +77,18 @@ def test_a_silent_step_is_resent_with_the_same_message_id_then_compensated() -> 
 
 def test_a_compensation_that_keeps_failing_ends_compensation_failed() -> None:
     policy = SagaPolicy(compensation_attempts=3, compensation_backoff=timedelta(seconds=1))
-    harness = SagaHarness(policy=policy, fail_step="CANCEL_ORDER", participants={"user": lambda command: {
-        "type": "user.payment_info_failed", "correlation_id": command["correlation_id"],
-        "timestamp": "2026-11-28T12:00:00", "payload": {"error": "no card on file"},
-    }})
+    harness = SagaHarness(
+        policy=policy,
+        fail_step="CANCEL_ORDER",
+        participants={
+            "user": lambda command: {
+                "type": "user.payment_info_failed",
+                "correlation_id": command["correlation_id"],
+                "timestamp": "2026-11-28T12:00:00",
+                "payload": {"error": "no card on file"},
+            }
+        },
+    )
     saga_id = harness.start_order("cust_1", BURGER)
     for _ in range(3):
         harness.advance(timedelta(seconds=8))
@@ -94,8 +106,12 @@ def test_a_participant_that_raises_is_retried_not_lost() -> None:
         calls.append(command["message_id"])
         if len(calls) == 1:
             raise ConnectionError("timer service restarting")
-        return {"type": "timer.started", "correlation_id": command["correlation_id"],
-                "timestamp": "2026-11-28T12:00:00", "payload": {}}
+        return {
+            "type": "timer.started",
+            "correlation_id": command["correlation_id"],
+            "timestamp": "2026-11-28T12:00:00",
+            "payload": {},
+        }
 
     harness = SagaHarness(participants={"timer": flaky_timer})
     saga_id = harness.start_order("cust_1", BURGER)
@@ -112,10 +128,21 @@ def test_events_by_hand_bad_unknown_and_duplicate_change_nothing() -> None:
     saga_id = harness.start_order("cust_1", BURGER)
     before = harness.saga(saga_id)
     harness.transport.deliver(b"\xff not json")
-    harness.deliver({"type": "timer.started", "correlation_id": "6f1c1d2e-0000-4000-8000-000000000000",
-                     "timestamp": "2026-11-28T12:00:00", "payload": {}})
-    duplicate = {"type": "payment.authorized", "correlation_id": saga_id, "timestamp": "2026-11-28T12:00:00",
-                 "payload": {"payment_id": "other"}, "message_id": "m-1"}
+    harness.deliver(
+        {
+            "type": "timer.started",
+            "correlation_id": "6f1c1d2e-0000-4000-8000-000000000000",
+            "timestamp": "2026-11-28T12:00:00",
+            "payload": {},
+        }
+    )
+    duplicate = {
+        "type": "payment.authorized",
+        "correlation_id": saga_id,
+        "timestamp": "2026-11-28T12:00:00",
+        "payload": {"payment_id": "other"},
+        "message_id": "m-1",
+    }
     harness.deliver(duplicate)
     harness.deliver(duplicate)
     after = harness.saga(saga_id)
@@ -125,8 +152,15 @@ def test_events_by_hand_bad_unknown_and_duplicate_change_nothing() -> None:
     assert harness.metrics.get("events_bad") == 1
     assert harness.metrics.get("events_unknown_saga") == 1
     assert harness.metrics.get("events_duplicate") == 1
-    harness.deliver({"type": "timer.started", "correlation_id": saga_id, "timestamp": "2026-11-28T12:00:00",
-                     "payload": {}, "message_id": "m-2"})
+    harness.deliver(
+        {
+            "type": "timer.started",
+            "correlation_id": saga_id,
+            "timestamp": "2026-11-28T12:00:00",
+            "payload": {},
+            "message_id": "m-2",
+        }
+    )
     assert harness.saga(saga_id).status is SagaStatus.COMPLETED
 
 
@@ -148,8 +182,12 @@ def test_an_undeliverable_command_is_dropped_after_its_deadline_and_the_resend_g
     def timer_service(command: JsonObject) -> JsonObject | None:
         if down:
             raise ConnectionError("timer service down")
-        return {"type": "timer.started", "correlation_id": command["correlation_id"],
-                "timestamp": "2026-11-28T12:00:00", "payload": {}}
+        return {
+            "type": "timer.started",
+            "correlation_id": command["correlation_id"],
+            "timestamp": "2026-11-28T12:00:00",
+            "payload": {},
+        }
 
     harness = SagaHarness(participants={"timer": timer_service}, policy=SagaPolicy(step_deadline=timedelta(seconds=5)))
     saga_id = harness.start_order("cust_1", BURGER)

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,7 +19,7 @@ from saga.adapters.http_publisher import HttpCommandPublisher
 from saga.domain.messages import Command, Participant
 from saga.ports.messaging import Delivered, Rejected, Undelivered
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -91,7 +91,9 @@ def server() -> Iterator[ParticipantServer]:
 
 
 def publisher_for(base: str, read_timeout: float = 5.0, **kwargs: Any) -> HttpCommandPublisher:
-    return HttpCommandPublisher({p: base for p in Participant}, connect_timeout=1.0, read_timeout=read_timeout, **kwargs)
+    return HttpCommandPublisher(
+        {p: base for p in Participant}, connect_timeout=1.0, read_timeout=read_timeout, **kwargs
+    )
 
 
 @pytest.fixture
@@ -128,7 +130,9 @@ def publish_one(publisher: HttpCommandPublisher, sent: Command) -> Delivered | R
 # ------------------------------------------------------------------ 200: the reply
 
 
-def test_posts_the_envelope_as_json_to_the_commands_path(server: ParticipantServer, publisher: HttpCommandPublisher) -> None:
+def test_posts_the_envelope_as_json_to_the_commands_path(
+    server: ParticipantServer, publisher: HttpCommandPublisher
+) -> None:
     sent = command()
     publish_one(publisher, sent)
     [received] = server.received
@@ -153,24 +157,34 @@ def test_200_with_this_commands_reply_is_delivered_with_it(
     assert result.reply.payload["order_id"] == "order_7"
 
 
-def test_a_timestamp_without_offset_in_a_reply_is_read_as_utc(server: ParticipantServer, publisher: HttpCommandPublisher) -> None:
+def test_a_timestamp_without_offset_in_a_reply_is_read_as_utc(
+    server: ParticipantServer, publisher: HttpCommandPublisher
+) -> None:
     sent = command()
     server.respond = answer_json(200, event("order.created", sent.saga_id, timestamp="2026-11-28T12:00:00.123456"))
     result = publish_one(publisher, sent)
     assert isinstance(result, Delivered) and result.reply is not None
-    assert result.reply.timestamp == datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    assert result.reply.timestamp == datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 OTHER_SAGA = "6f1c1d2e-0000-4000-8000-000000000000"
 UNUSABLE_REPLIES: list[tuple[str, Callable[[Command], bytes], str]] = [
     ("another saga", lambda c: json.dumps(event("order.created", OTHER_SAGA)).encode(), f"names saga {OTHER_SAGA}"),
-    ("another command's reply", lambda c: json.dumps(event("timer.started", c.saga_id, {})).encode(), "does not answer create_order"),
+    (
+        "another command's reply",
+        lambda c: json.dumps(event("timer.started", c.saga_id, {})).encode(),
+        "does not answer create_order",
+    ),
     ("empty body", lambda c: b"", "not valid UTF-8 JSON"),
     ("not JSON", lambda c: b"<html>ok</html>", "not valid UTF-8 JSON"),
     ("not UTF-8", lambda c: b"\xff\xfe{}", "not valid UTF-8 JSON"),
     ("an acknowledgement", lambda c: b'{"success": true}', "type must be"),
     ("JSON array", lambda c: json.dumps([event("order.created", c.saga_id)]).encode(), "JSON object"),
-    ("missing required field", lambda c: json.dumps(event("order.created", c.saga_id, {})).encode(), "payload.order_id"),
+    (
+        "missing required field",
+        lambda c: json.dumps(event("order.created", c.saga_id, {})).encode(),
+        "payload.order_id",
+    ),
     ("correlation id not a UUID", lambda c: json.dumps(event("order.created", "saga-1")).encode(), "UUID"),
     ("deeply nested", lambda c: b"[" * 100_000 + b"]" * 100_000, "not valid UTF-8 JSON"),
 ]
@@ -209,7 +223,9 @@ def test_a_reply_over_the_size_limit_is_a_failed_attempt(server: ParticipantServ
 
 
 @pytest.mark.parametrize("status", [202, 204])
-def test_accepted_is_delivered_without_a_reply(server: ParticipantServer, publisher: HttpCommandPublisher, status: int) -> None:
+def test_accepted_is_delivered_without_a_reply(
+    server: ParticipantServer, publisher: HttpCommandPublisher, status: int
+) -> None:
     server.respond = lambda _command: Answer(status, b"" if status == 204 else b'{"accepted": true}')
     assert publish_one(publisher, command()) == Delivered(reply=None)
 
@@ -218,7 +234,9 @@ def test_accepted_is_delivered_without_a_reply(server: ParticipantServer, publis
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
-def test_4xx_is_a_rejection_naming_status_and_body(server: ParticipantServer, publisher: HttpCommandPublisher, status: int) -> None:
+def test_4xx_is_a_rejection_naming_status_and_body(
+    server: ParticipantServer, publisher: HttpCommandPublisher, status: int
+) -> None:
     server.respond = lambda _command: Answer(status, b"customer   is\n  blocked")
     result = publish_one(publisher, command())
     assert isinstance(result, Rejected)
@@ -285,8 +303,15 @@ def test_a_read_timeout_is_transient(server: ParticipantServer) -> None:
 def test_each_command_goes_to_its_participants_url(server: ParticipantServer) -> None:
     urls = {participant: f"{server.url}/{participant.value}-service/" for participant in Participant}
     publisher = HttpCommandPublisher(urls)
-    types = ["create_order", "get_payment_info", "authorize_payment", "update_order_status", "start_order_timer",
-             "cancel_order", "revert_payment"]
+    types = [
+        "create_order",
+        "get_payment_info",
+        "authorize_payment",
+        "update_order_status",
+        "start_order_timer",
+        "cancel_order",
+        "revert_payment",
+    ]
     try:
         publisher.publish([command(command_type) for command_type in types])
     finally:
@@ -303,7 +328,9 @@ def test_each_command_goes_to_its_participants_url(server: ParticipantServer) ->
     }
 
 
-def test_a_batch_is_sent_in_parallel_and_answered_in_order(server: ParticipantServer, publisher: HttpCommandPublisher) -> None:
+def test_a_batch_is_sent_in_parallel_and_answered_in_order(
+    server: ParticipantServer, publisher: HttpCommandPublisher
+) -> None:
     def respond(sent: Any) -> Answer:
         # Later commands answer sooner, so completion order differs from batch order.
         delay = 0.05 * (8 - int(sent["payload"]["customer_id"]))
@@ -311,7 +338,9 @@ def test_a_batch_is_sent_in_parallel_and_answered_in_order(server: ParticipantSe
         return Answer(200, json.dumps(reply).encode(), delay=delay)
 
     server.respond = respond
-    batch = [Command("create_order", str(uuid.uuid4()), {"customer_id": str(i)}, str(uuid.uuid4()), NOW) for i in range(8)]
+    batch = [
+        Command("create_order", str(uuid.uuid4()), {"customer_id": str(i)}, str(uuid.uuid4()), NOW) for i in range(8)
+    ]
     started = time.monotonic()
     results = publisher.publish(batch)
     elapsed = time.monotonic() - started
@@ -321,7 +350,9 @@ def test_a_batch_is_sent_in_parallel_and_answered_in_order(server: ParticipantSe
     assert [reply.payload["order_id"] for reply in replies if reply] == [f"order_{i}" for i in range(8)]
 
 
-def test_mixed_answers_in_one_batch_keep_their_places(server: ParticipantServer, publisher: HttpCommandPublisher) -> None:
+def test_mixed_answers_in_one_batch_keep_their_places(
+    server: ParticipantServer, publisher: HttpCommandPublisher
+) -> None:
     statuses = {"create_order": 202, "get_payment_info": 503, "authorize_payment": 422}
     server.respond = lambda sent: Answer(statuses[sent["type"]])
     results = publisher.publish([command("create_order"), command("get_payment_info"), command("authorize_payment")])

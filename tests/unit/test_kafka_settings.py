@@ -46,7 +46,10 @@ def test_defaults_take_the_brokers_replication_and_start_at_the_earliest_offset(
     [
         ({"SAGA_KAFKA_REPLICATION_FACTOR": "0"}, "SAGA_KAFKA_REPLICATION_FACTOR must be -1"),
         ({"SAGA_KAFKA_REPLICATION_FACTOR": "-2"}, "SAGA_KAFKA_REPLICATION_FACTOR must be at least -1"),
-        ({"SAGA_KAFKA_SESSION_TIMEOUT_MS": "2000", "SAGA_KAFKA_HEARTBEAT_INTERVAL_MS": "2000"}, "HEARTBEAT_INTERVAL_MS must be below"),
+        (
+            {"SAGA_KAFKA_SESSION_TIMEOUT_MS": "2000", "SAGA_KAFKA_HEARTBEAT_INTERVAL_MS": "2000"},
+            "HEARTBEAT_INTERVAL_MS must be below",
+        ),
         ({"SAGA_KAFKA_FETCH_MAX_WAIT_MS": "20000"}, "FETCH_MAX_WAIT_MS must be below"),
         ({"SAGA_KAFKA_DELIVERY_TIMEOUT_MS": "15000"}, "DELIVERY_TIMEOUT_MS must be above"),
         ({"SAGA_KAFKA_AUTO_OFFSET_RESET": "newest"}, "SAGA_KAFKA_AUTO_OFFSET_RESET must be one of earliest, latest"),

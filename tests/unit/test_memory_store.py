@@ -5,10 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-
-from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
-from saga.domain.saga import SagaStatus
-from saga.ports.persistence import ConcurrencyConflict, DuplicateSaga, UnitOfWorkFactory
 from tests.unit.persistence_contract import (
     LEASE,
     T0,
@@ -17,6 +13,10 @@ from tests.unit.persistence_contract import (
     make_command,
     make_saga,
 )
+
+from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
+from saga.domain.saga import SagaStatus
+from saga.ports.persistence import ConcurrencyConflict, DuplicateSaga, UnitOfWorkFactory
 
 
 class TestInMemoryStore(PersistenceContract, OverlappingTransactionsContract):

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-
 from domain_helpers import NOW, SAGA_ID, start
+
 from saga.domain.messages import (
     COMMANDS,
     EVENT_TYPES,
@@ -40,7 +40,6 @@ def envelope(**changes: Any) -> dict[str, Any]:
         else:
             body[name] = value
     return body
-
 
 
 def bad(body: Any) -> str:
@@ -185,12 +184,16 @@ def test_missing_correlation_id(correlation_id: Any) -> None:
     assert bad(envelope(correlation_id=correlation_id)) == "correlation_id must be a non-empty string"
 
 
-@pytest.mark.parametrize("correlation_id", ["saga-1", "6f1c2a8e-3b7d-4c55-9a0e", "zzzzzzzz-3b7d-4c55-9a0e-0d6b2f9e4a11"])
+@pytest.mark.parametrize(
+    "correlation_id", ["saga-1", "6f1c2a8e-3b7d-4c55-9a0e", "zzzzzzzz-3b7d-4c55-9a0e-0d6b2f9e4a11"]
+)
 def test_non_uuid_correlation_id(correlation_id: str) -> None:
     assert bad(envelope(correlation_id=correlation_id)) == "correlation_id must be a UUID"
 
 
-@pytest.mark.parametrize("timestamp", [DROP, None, 1764331200, "yesterday", "2026-13-01T00:00:00", "", "28/11/2026 12:00"])
+@pytest.mark.parametrize(
+    "timestamp", [DROP, None, 1764331200, "yesterday", "2026-13-01T00:00:00", "", "28/11/2026 12:00"]
+)
 def test_bad_timestamp(timestamp: Any) -> None:
     assert bad(envelope(timestamp=timestamp)) == "timestamp must be an ISO 8601 string"
 
@@ -244,7 +247,9 @@ def test_bad_message_is_a_value_error() -> None:
 
 def test_command_envelope_has_all_five_fields_and_an_offset_timestamp() -> None:
     local = timezone(timedelta(hours=-5))
-    command = Command("get_payment_info", SAGA_ID, {"user_id": "cust_123"}, MESSAGE_ID, datetime(2026, 11, 28, 7, tzinfo=local))
+    command = Command(
+        "get_payment_info", SAGA_ID, {"user_id": "cust_123"}, MESSAGE_ID, datetime(2026, 11, 28, 7, tzinfo=local)
+    )
 
     body = command.envelope()
 
@@ -313,7 +318,7 @@ def test_each_command_goes_to_its_participant(command_type: str, participant: Pa
 
 
 def test_event_types_are_exactly_the_contracts() -> None:
-    assert EVENT_TYPES == {
+    assert {
         "order.created",
         "order.creation_failed",
         "order.status_updated",
@@ -328,7 +333,7 @@ def test_event_types_are_exactly_the_contracts() -> None:
         "payment.release_failed",
         "timer.started",
         "timer.failed",
-    }
+    } == EVENT_TYPES
 
 
 def test_json_in_another_encoding_than_utf8_is_a_bad_message() -> None:
@@ -344,5 +349,11 @@ def test_a_timestamp_that_cannot_be_expressed_in_utc_is_a_bad_message() -> None:
     from saga.domain.messages import BadMessage, parse_event
 
     with pytest.raises(BadMessage, match="timestamp"):
-        parse_event({"type": "timer.started", "correlation_id": "6f1c1d2e-0000-4000-8000-000000000000",
-                     "timestamp": "0001-01-01T00:00:00+01:00", "payload": {}})
+        parse_event(
+            {
+                "type": "timer.started",
+                "correlation_id": "6f1c1d2e-0000-4000-8000-000000000000",
+                "timestamp": "0001-01-01T00:00:00+01:00",
+                "payload": {},
+            }
+        )

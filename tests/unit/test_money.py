@@ -154,7 +154,9 @@ def test_item_must_be_an_object(item: Any) -> None:
 
 
 def test_missing_price() -> None:
-    assert rejected({"foodItems": [{"name": "Burger", "quantity": 1}]}) == "order_details.foodItems[0].price is required"
+    assert (
+        rejected({"foodItems": [{"name": "Burger", "quantity": 1}]}) == "order_details.foodItems[0].price is required"
+    )
 
 
 @pytest.mark.parametrize("price", [-0.01, -1, "-5"])

@@ -21,6 +21,7 @@ from domain_helpers import (
     start,
     success_event,
 )
+
 from saga.domain.messages import Command
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, HistoryKind, SagaStatus, Step
@@ -106,9 +107,7 @@ def test_payment_authorized_sends_update_order_status_created() -> None:
 def test_status_updated_sends_start_order_timer_with_timeout_at_now_plus_the_order_timer() -> None:
     policy = SagaPolicy(order_timer=timedelta(minutes=45))
     saga, _ = start(policy)
-    for second, step in enumerate(
-        (Step.CREATE_ORDER, Step.GET_PAYMENT_INFO, Step.AUTHORIZE_PAYMENT), start=1
-    ):
+    for second, step in enumerate((Step.CREATE_ORDER, Step.GET_PAYMENT_INFO, Step.AUTHORIZE_PAYMENT), start=1):
         saga.handle(success_event(step), at(second), policy)
 
     command = only(saga.handle(success_event(Step.UPDATE_ORDER_STATUS), at(4), policy))
@@ -268,4 +267,3 @@ def test_each_saga_start_uses_a_new_message_id() -> None:
     second = only(CreateOrderSaga.start(SAGA_ID, CUSTOMER_ID, ORDER_DETAILS, 1, "USD", NOW, POLICY)[1])
 
     assert first.message_id != second.message_id
-

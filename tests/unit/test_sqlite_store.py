@@ -12,11 +12,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
+from tests.unit.persistence_contract import RENDEZVOUS_TIMEOUT, PersistenceContract, make_saga
 
 from saga.adapters.migrations import current_revision, head_revision, upgrade
 from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url, metadata
 from saga.ports.persistence import StorageUnavailable, UnitOfWorkFactory
-from tests.unit.persistence_contract import RENDEZVOUS_TIMEOUT, PersistenceContract, make_saga
 
 
 @pytest.fixture
@@ -87,9 +87,8 @@ def test_a_database_locked_past_the_busy_timeout_is_storage_unavailable(sqlite_u
     try:
         with SqlAlchemyUnitOfWork(engine) as writer:
             writer.sagas.add(make_saga())
-            with pytest.raises(StorageUnavailable, match="locked"):
-                with SqlAlchemyUnitOfWork(impatient):
-                    pass
+            with pytest.raises(StorageUnavailable, match="locked"), SqlAlchemyUnitOfWork(impatient):
+                pass
     finally:
         impatient.dispose()
 
@@ -97,9 +96,8 @@ def test_a_database_locked_past_the_busy_timeout_is_storage_unavailable(sqlite_u
 def test_an_unreachable_database_is_storage_unavailable(tmp_path: Path) -> None:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'missing-directory' / 'saga.db'}")
     try:
-        with pytest.raises(StorageUnavailable):
-            with SqlAlchemyUnitOfWork(engine):
-                pass
+        with pytest.raises(StorageUnavailable), SqlAlchemyUnitOfWork(engine):
+            pass
     finally:
         engine.dispose()
 

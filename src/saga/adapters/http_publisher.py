@@ -85,7 +85,9 @@ class HttpCommandPublisher(CommandPublisher):
                 status = response.status_code
                 body = self._read_body(response)
         except (requests.RequestException, Urllib3Error, OSError) as error:
-            return Undelivered(f"{command.participant} service at {url} unreachable: {type(error).__name__}: {excerpt(str(error))}")
+            return Undelivered(
+                f"{command.participant} service at {url} unreachable: {type(error).__name__}: {excerpt(str(error))}"
+            )
         if status == 200:
             return self._reply(command, url, body)
         if status in ACCEPTED_STATUSES:
@@ -111,7 +113,10 @@ class HttpCommandPublisher(CommandPublisher):
             # The participant may or may not have acted; a re-send (same message_id) asks again.
             log.warning(
                 "%s of saga %s: 200 from %s is not a usable reply (%s); treated as a failed attempt",
-                command.type, command.saga_id, url, invalid,
+                command.type,
+                command.saga_id,
+                url,
+                invalid,
             )
             return Undelivered(f"{command.participant} service answered 200 with an unusable reply: {invalid}")
         return Delivered(reply=event)

@@ -24,8 +24,8 @@ from kafka.errors import (
 )
 from kafka.producer.future import FutureRecordMetadata
 
-from saga.domain.messages import Command
 from saga.adapters.kafka_settings import KafkaSettings
+from saga.domain.messages import Command
 from saga.ports.messaging import CommandPublisher, Delivered, SendResult, Undelivered
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,9 @@ def ensure_topics(settings: KafkaSettings) -> bool:
             elif result["error_code"] != TopicAlreadyExistsError.errno:
                 log.error(
                     "kafka refused to create topic %s: error %s %s",
-                    result["name"], result["error_code"], result["error_message"] or "",
+                    result["name"],
+                    result["error_code"],
+                    result["error_message"] or "",
                 )
         return True
     except KafkaError as error:
@@ -148,7 +150,9 @@ class KafkaCommandPublisher(CommandPublisher):
                 log.warning("%s; %d command(s) stay in the outbox", self._last_failure, len(commands))
                 return [Undelivered(self._last_failure, transport_down=True) for _ in commands]
             results = self._send_all(producer, commands)
-            failures = [result.reason for result in results if isinstance(result, Undelivered) and result.transport_down]
+            failures = [
+                result.reason for result in results if isinstance(result, Undelivered) and result.transport_down
+            ]
             if failures:
                 # A producer that lost its broker can keep failing after the broker is back
                 # (the idempotent producer's id is gone, for one); start afresh next time.

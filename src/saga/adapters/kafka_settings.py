@@ -20,8 +20,6 @@ DEFAULT_TOPICS = {
 }
 
 
-
-
 LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from saga.domain.messages import Command
 from saga.domain.saga import CreateOrderSaga, SagaStatus
@@ -57,7 +57,7 @@ class InboxRecord:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _stored_saga(saga: CreateOrderSaga) -> CreateOrderSaga:
@@ -306,7 +306,9 @@ class InMemoryOutbox(Outbox):
     def mark_sent(self, entry_ids: Sequence[int], now: datetime) -> None:
         with self._store.lock:
             for entry_id in entry_ids:
-                self._uow.entry_changes.append((entry_id, lambda stored: replace(stored, sent_at=now, leased_until=None)))
+                self._uow.entry_changes.append(
+                    (entry_id, lambda stored: replace(stored, sent_at=now, leased_until=None))
+                )
 
     def take(self, message_ids: Sequence[str]) -> set[str]:
         wanted = set(message_ids)
@@ -329,7 +331,9 @@ class InMemoryOutbox(Outbox):
         with self._store.lock:
             for entry in self._uow.visible_entries().values():
                 if entry.sent_at is None and entry.command.message_id in wanted:
-                    self._uow.entry_changes.append((entry.id, lambda stored: replace(stored, sent_at=now, leased_until=None)))
+                    self._uow.entry_changes.append(
+                        (entry.id, lambda stored: replace(stored, sent_at=now, leased_until=None))
+                    )
 
     def reschedule(self, message_ids: Sequence[str], at: datetime, error: str) -> None:
         wanted = set(message_ids)
@@ -368,7 +372,12 @@ class InMemoryOutbox(Outbox):
             ]
             for entry_id in unsent:
                 self._uow.entry_changes.append(
-                    (entry_id, lambda stored: replace(stored, sent_at=now, leased_until=None, last_error="superseded: the saga moved on"))
+                    (
+                        entry_id,
+                        lambda stored: replace(
+                            stored, sent_at=now, leased_until=None, last_error="superseded: the saga moved on"
+                        ),
+                    )
                 )
         return len(unsent)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from saga.domain.messages import COMMANDS, JsonObject, format_timestamp, new_message_id
 from saga.domain.saga import COMPENSATION_COMMAND, STEP_COMMAND
@@ -82,8 +82,7 @@ class SimulatedParticipants:
         return {
             "type": event_type,
             "correlation_id": command.get("correlation_id"),
-            "timestamp": format_timestamp(datetime.now(timezone.utc)),
+            "timestamp": format_timestamp(datetime.now(UTC)),
             "payload": payload,
             "message_id": new_message_id(),
         }
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -82,13 +82,13 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        utc = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _json() -> JSON:
@@ -159,8 +159,18 @@ outbox = Table(
         postgresql_where=text("sent_at IS NULL"),
         sqlite_where=text("sent_at IS NULL"),
     ),
-    Index("ix_outbox_unsent_message_id", "message_id", postgresql_where=text("sent_at IS NULL"), sqlite_where=text("sent_at IS NULL")),
-    Index("ix_outbox_unsent_saga_id", "saga_id", postgresql_where=text("sent_at IS NULL"), sqlite_where=text("sent_at IS NULL")),
+    Index(
+        "ix_outbox_unsent_message_id",
+        "message_id",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
+    Index(
+        "ix_outbox_unsent_saga_id",
+        "saga_id",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
 )
 
 inbox = Table(
@@ -189,7 +199,9 @@ MARK_OUTBOX_SENT = LEASE_OUTBOX.values(sent_at=bindparam("now"), leased_until=No
 RETRY_OUTBOX = (
     outbox.update()
     .where(outbox.c.id == bindparam("entry_id"))
-    .values(available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
+    .values(
+        available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error")
+    )
 )
 TAKE_UNSENT = (
     select(outbox.c.message_id)
@@ -432,12 +444,7 @@ class SqlAlchemySagaRepository(SagaRepository):
         return SagaPage(found, next_cursor)
 
     def due(self, now: datetime, limit: int) -> list[str]:
-        query = (
-            select(sagas.c.id)
-            .where(sagas.c.due_at <= now)
-            .order_by(sagas.c.due_at, sagas.c.id)
-            .limit(limit)
-        )
+        query = select(sagas.c.id).where(sagas.c.due_at <= now).order_by(sagas.c.due_at, sagas.c.id).limit(limit)
         with _translated_errors():
             return list(self._connection().execute(query).scalars())
 

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -46,13 +46,9 @@ class CommandSpec:
 
 COMMANDS: Mapping[str, CommandSpec] = {
     "create_order": CommandSpec(Participant.ORDER, Reply("order.created", "order.creation_failed")),
-    "get_payment_info": CommandSpec(
-        Participant.USER, Reply("user.payment_info_retrieved", "user.payment_info_failed")
-    ),
+    "get_payment_info": CommandSpec(Participant.USER, Reply("user.payment_info_retrieved", "user.payment_info_failed")),
     "authorize_payment": CommandSpec(Participant.PAYMENT, Reply("payment.authorized", "payment.failed")),
-    "update_order_status": CommandSpec(
-        Participant.ORDER, Reply("order.status_updated", "order.status_update_failed")
-    ),
+    "update_order_status": CommandSpec(Participant.ORDER, Reply("order.status_updated", "order.status_update_failed")),
     "start_order_timer": CommandSpec(Participant.TIMER, Reply("timer.started", "timer.failed")),
     "cancel_order": CommandSpec(Participant.ORDER, Reply("order.cancelled", "order.cancellation_failed")),
     "revert_payment": CommandSpec(Participant.PAYMENT, Reply("payment.released", "payment.release_failed")),
@@ -78,14 +74,14 @@ def new_message_id() -> str:
 
 
 def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def parse_timestamp(text: str) -> datetime:
     """ISO 8601; a timestamp without a UTC offset is read as UTC (older participants send those)."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -114,7 +110,7 @@ class Command:
             "message_id": self.message_id,
         }
 
-    def failure_event(self, error: str, now: datetime) -> "Event":
+    def failure_event(self, error: str, now: datetime) -> Event:
         """The event that stands for this command's rejection (an HTTP 4xx, say)."""
         return Event(self.reply.failure, self.saga_id, {"error": error}, now, None)
 
@@ -168,7 +164,7 @@ def parse_event(body: object) -> Event:
         raise BadMessage("timestamp must be an ISO 8601 string")
     try:
         timestamp = parse_timestamp(stamp)
-        timestamp.astimezone(timezone.utc)  # a moment that cannot be expressed in UTC is unusable
+        timestamp.astimezone(UTC)  # a moment that cannot be expressed in UTC is unusable
     except (ValueError, OverflowError):
         raise BadMessage("timestamp must be an ISO 8601 string") from None
     payload = body.get("payload")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+
 from saga.domain.messages import COMMANDS, Command, Event, JsonObject, format_timestamp, new_message_id
 from saga.domain.policy import SagaPolicy
 
@@ -321,7 +322,9 @@ class CreateOrderSaga:
 
     def _resend(self, awaiting: Awaiting, now: datetime, wait: timedelta) -> Command:
         self.awaiting = replace(awaiting, attempts=awaiting.attempts + 1, due_at=now + wait, sent=True)
-        self._record(now, HistoryKind.COMMAND, awaiting.command_type, awaiting.message_id, f"attempt {awaiting.attempts + 1}")
+        self._record(
+            now, HistoryKind.COMMAND, awaiting.command_type, awaiting.message_id, f"attempt {awaiting.attempts + 1}"
+        )
         return Command(awaiting.command_type, self.id, awaiting.payload, awaiting.message_id, now)
 
     def _fail_step(self, reason: str, by_deadline: bool, now: datetime, policy: SagaPolicy) -> list[Command]:

@@ -20,7 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default: SAGA_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 3101)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
-    serve.add_argument("--no-worker", action="store_true", help="API only: leave events and deadlines to `saga worker` (this process still sends the commands it commits)")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="API only: leave events and deadlines to `saga worker` (this process still sends the commands it commits)",
+    )
 
     worker = commands.add_parser("worker", help="event processing, outbox relay and deadline sweeps, without the API")
     worker.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
@@ -33,22 +37,32 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser("current", help="print the schema revision")
 
     simulate = commands.add_parser("simulate", help="play the four participant services, for trying the saga out")
-    simulate.add_argument("--transport", choices=("http", "kafka"), default="http", help="how commands arrive (default: http)")
+    simulate.add_argument(
+        "--transport", choices=("http", "kafka"), default="http", help="how commands arrive (default: http)"
+    )
     simulate.add_argument("--host", default="127.0.0.1", help="interface to bind, http only (default: 127.0.0.1)")
     simulate.add_argument("--port", type=int, default=3102, help="port, http only (default: 3102)")
     simulate.add_argument("--fail-step", metavar="STEP", help="answer this step or compensation with its failure event")
     simulate.add_argument("--reject-step", metavar="STEP", help="refuse this step or compensation with 422, http only")
     simulate.add_argument("--silent-step", metavar="STEP", help="accept this step or compensation and never answer")
     simulate.add_argument("--delay-ms", type=int, default=0, help="wait this long before each answer")
-    simulate.add_argument("--async", dest="async_mode", action="store_true",
-                          help="answer 202 and deliver the event later to the orchestrator's /api/events")
-    simulate.add_argument("--orchestrator-url", help="where --async delivers events (default: http://127.0.0.1:PORT of the orchestrator)")
+    simulate.add_argument(
+        "--async",
+        dest="async_mode",
+        action="store_true",
+        help="answer 202 and deliver the event later to the orchestrator's /api/events",
+    )
+    simulate.add_argument(
+        "--orchestrator-url", help="where --async delivers events (default: http://127.0.0.1:PORT of the orchestrator)"
+    )
     simulate.add_argument("--events-token", help="bearer token for /api/events (default: SAGA_EVENTS_TOKEN)")
     simulate.add_argument("--flaky", type=float, default=0.0, metavar="P", help="answer 503 with probability P")
     simulate.add_argument("--seed", type=int, help="seed for --flaky, to repeat a run")
     simulate.add_argument("--duplicate", action="store_true", help="publish every reply twice, kafka only")
     simulate.add_argument("--group-id", help="consumer group, kafka only (default: create-order-saga-simulator)")
-    simulate.add_argument("--received-log", metavar="FILE", help="append each command received (message_id type saga_id), kafka only")
+    simulate.add_argument(
+        "--received-log", metavar="FILE", help="append each command received (message_id type saga_id), kafka only"
+    )
     return parser
 
 
@@ -117,7 +131,9 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
         # uvicorn owns the signals and the lifespan starts and stops the worker.
         app = create_app(container, run_worker=True, operations_only=True)
-        uvicorn.run(app, host=args.host or settings.host, port=args.port, log_level=settings.log_level.lower(), access_log=False)
+        uvicorn.run(
+            app, host=args.host or settings.host, port=args.port, log_level=settings.log_level.lower(), access_log=False
+        )
         return 0
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -145,7 +161,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             silent_step=args.silent_step,
             delay_ms=args.delay_ms,
             async_mode=args.async_mode,
-            orchestrator_url=args.orchestrator_url or (f"http://127.0.0.1:{settings.port}" if args.async_mode else None),
+            orchestrator_url=args.orchestrator_url
+            or (f"http://127.0.0.1:{settings.port}" if args.async_mode else None),
             events_token=args.events_token or settings.http.events_token,
             flaky=args.flaky,
             seed=args.seed,

@@ -67,15 +67,17 @@ class Settings:
             Participant.TIMER: env.text("SCHEDULER_SERVICE_URL"),
         }
         if transport == "http":
-            missing = [name for name, url in zip(HTTP_URL_VARIABLES, service_urls.values()) if not url]
+            missing = [name for name, url in zip(HTTP_URL_VARIABLES, service_urls.values(), strict=False) if not url]
             if missing:
                 raise ConfigError(f"SAGA_TRANSPORT=http needs {', '.join(missing)}")
-        for name, url in zip(HTTP_URL_VARIABLES, service_urls.values()):
+        for name, url in zip(HTTP_URL_VARIABLES, service_urls.values(), strict=False):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
         fail_step = env.text("SAGA_SIMULATE_FAIL_STEP")
         if fail_step and fail_step not in SIMULATABLE_ACTIONS:
-            raise ConfigError(f"SAGA_SIMULATE_FAIL_STEP must be one of {', '.join(SIMULATABLE_ACTIONS)}, got {fail_step!r}")
+            raise ConfigError(
+                f"SAGA_SIMULATE_FAIL_STEP must be one of {', '.join(SIMULATABLE_ACTIONS)}, got {fail_step!r}"
+            )
         try:
             policy = SagaPolicy(
                 step_deadline=timedelta(seconds=env.number("SAGA_STEP_DEADLINE_SECONDS", float, 30.0)),

@@ -13,7 +13,7 @@ on time or has ended, so tests are deterministic.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dependency_injector import providers
 
@@ -42,13 +42,15 @@ class SagaHarness:
 
         `fail_step` / `silent_step` make a simulated step (or compensation) fail or never answer.
         """
-        self.clock = ManualClock(datetime.now(timezone.utc))
+        self.clock = ManualClock(datetime.now(UTC))
         simulation = SimulatedParticipants(fail_step=fail_step, silent_step=silent_step)
         handlers = simulated_participant_map(simulation)
         for name, handler in (participants or {}).items():
             handlers[Participant(name)] = handler
         self.transport = InMemoryTransport(handlers)
-        container = Container(settings=Settings(database_url="memory://", transport="memory", policy=policy or SagaPolicy()))
+        container = Container(
+            settings=Settings(database_url="memory://", transport="memory", policy=policy or SagaPolicy())
+        )
         container.clock.override(providers.Object(self.clock))
         container.memory_transport.override(providers.Object(self.transport))
         self.orchestrator = container.orchestrator()

@@ -123,7 +123,10 @@ class SagaApi:
                 raise ApiError(400, f"status must be one of {allowed}") from None
         raw_limit = params.get("limit", str(DEFAULT_PAGE_SIZE))
         # isdigit() alone admits "²" and digit strings too long for int().
-        if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4) or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
+        if (
+            not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4)
+            or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE
+        ):
             raise ApiError(400, f"limit must be an integer between 1 and {MAX_PAGE_SIZE}")
         limit = int(raw_limit)
         after = None
@@ -159,7 +162,9 @@ class SagaApi:
         if self._events_token is not None:
             scheme, _, presented = request.headers.get("authorization", "").partition(" ")
             # The scheme name is case-insensitive (RFC 9110); the token itself is not.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self._events_token.encode()):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                presented.strip().encode(), self._events_token.encode()
+            ):
                 raise ApiError(401, "a valid bearer token is required")
         raw = await read_body(request, self._max_body)
         result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")

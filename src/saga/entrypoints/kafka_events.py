@@ -72,9 +72,7 @@ class KafkaEventSource:
                     self._settings.group_id,
                     client_id="create-order-saga-orchestrator",
                 )
-                log.info(
-                    "consuming %s as group %s", ", ".join(self._settings.event_topics()), self._settings.group_id
-                )
+                log.info("consuming %s as group %s", ", ".join(self._settings.event_topics()), self._settings.group_id)
                 backoff.reset()
                 self._consume(consumer, stop, backoff)
             except KafkaUnavailable as error:
@@ -94,19 +92,24 @@ class KafkaEventSource:
                 assignment = consumer.assignment()
                 log.info(
                     "group %s assigned %d partition(s): %s",
-                    self._settings.group_id, len(assignment), " ".join(assignment),
+                    self._settings.group_id,
+                    len(assignment),
+                    " ".join(assignment),
                 )
             done, problem = self._process(consumer, records)
             self._commit(consumer, done)
             if problem is None:
                 backoff.reset()
                 continue
-            undone = records[len(done):]
+            undone = records[len(done) :]
             consumer.rewind(undone)
             pause = backoff.next_pause()
             log.warning(
                 "event %s not processed (%s); %d record(s) read again in %.1fs",
-                undone[0].source, problem, len(undone), pause,
+                undone[0].source,
+                problem,
+                len(undone),
+                pause,
             )
             stop.wait(pause)
 
@@ -170,7 +173,10 @@ class KafkaEventSource:
         self._metrics.count("events_dropped")
         log.error(
             "event %s could not be dead-lettered and is skipped (%s); key=%r value=%r",
-            record.source, reason, record.key, (record.value or b"")[:4096],
+            record.source,
+            reason,
+            record.key,
+            (record.value or b"")[:4096],
         )
         return None
 

@@ -11,10 +11,17 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _errors(*codes: int) -> dict[str, Any]:
     meaning = {
-        400: "bad input", 401: "missing or wrong bearer token", 404: "unknown saga", 409: "saga cannot be cancelled",
-        413: "body too large", 415: "not JSON", 503: "cannot accept now",
+        400: "bad input",
+        401: "missing or wrong bearer token",
+        404: "unknown saga",
+        409: "saga cannot be cancelled",
+        413: "body too large",
+        415: "not JSON",
+        503: "cannot accept now",
     }
-    return {str(code): {"description": meaning[code], "content": {"application/json": {"schema": _ERROR}}} for code in codes}
+    return {
+        str(code): {"description": meaning[code], "content": {"application/json": {"schema": _ERROR}}} for code in codes
+    }
 
 
 _SAGA_ID = {"name": "saga_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
@@ -44,13 +51,21 @@ OPENAPI: dict[str, Any] = {
                 "summary": "List sagas, newest first; a Link rel=next header gives the next page",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"enum": [s.value for s in SagaStatus]}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
                 "responses": {
                     "200": {
                         "description": "sagas",
-                        "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Saga"}}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Saga"}}
+                            }
+                        },
                     },
                     **_errors(400, 503),
                 },
@@ -61,7 +76,10 @@ OPENAPI: dict[str, Any] = {
                 "summary": "One saga with its history",
                 "parameters": [_SAGA_ID],
                 "responses": {
-                    "200": {"description": "the saga", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Saga"}}}},
+                    "200": {
+                        "description": "the saga",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Saga"}}},
+                    },
                     **_errors(400, 404, 503),
                 },
             }
@@ -71,7 +89,10 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Cancel a saga still moving forward; it undoes its steps and ends CANCELLED",
                 "parameters": [_SAGA_ID],
                 "responses": {
-                    "202": {"description": "compensation started", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Started"}}}},
+                    "202": {
+                        "description": "compensation started",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Started"}}},
+                    },
                     **_errors(400, 404, 409, 503),
                 },
             }
@@ -79,7 +100,10 @@ OPENAPI: dict[str, Any] = {
         "/api/events": {
             "post": {
                 "summary": "Deliver one participant event envelope",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+                },
                 "responses": {"202": {"description": "accepted"}, **_errors(400, 401, 404, 413, 415, 503)},
             }
         },
@@ -131,7 +155,11 @@ OPENAPI: dict[str, Any] = {
             },
             "Started": {
                 "type": "object",
-                "properties": {"success": {"const": True}, "saga_id": {"type": "string", "format": "uuid"}, "status": {"type": "string"}},
+                "properties": {
+                    "success": {"const": True},
+                    "saga_id": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string"},
+                },
             },
             "Envelope": {
                 "type": "object",

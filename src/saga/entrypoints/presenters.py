@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import cast
 
 from saga.domain.messages import JsonObject, decode_json, format_timestamp
@@ -57,6 +57,6 @@ def decode_cursor(text: str) -> PageCursor:
         moment = datetime.fromisoformat(created_at)
         if moment.tzinfo is None:
             raise ValueError("naive time")
-        return PageCursor(moment.astimezone(timezone.utc), str(uuid.UUID(saga_id)))
+        return PageCursor(moment.astimezone(UTC), str(uuid.UUID(saga_id)))
     except (binascii.Error, ValueError, TypeError, AttributeError, OverflowError, RecursionError):
         raise ValueError("cursor is not one this service issued") from None

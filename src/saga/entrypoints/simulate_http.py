@@ -145,22 +145,36 @@ class HttpParticipants:
             if problem is None:
                 return
             if attempt < DELIVERY_ATTEMPTS:
-                log.info("delivering %s for saga %s failed (%s); retrying", event["type"], event["correlation_id"], problem)
+                log.info(
+                    "delivering %s for saga %s failed (%s); retrying", event["type"], event["correlation_id"], problem
+                )
                 await asyncio.sleep(DELIVERY_BACKOFF_SECONDS * 2 ** (attempt - 1))
-        log.warning("gave up delivering %s for saga %s after %d attempts", event["type"], event["correlation_id"], DELIVERY_ATTEMPTS)
+        log.warning(
+            "gave up delivering %s for saga %s after %d attempts",
+            event["type"],
+            event["correlation_id"],
+            DELIVERY_ATTEMPTS,
+        )
 
     def _post_event(self, event: JsonObject) -> str | None:
         """None when the orchestrator took the event or refused it for good; else the transient problem."""
         try:
-            response = self._session.post(self._events_url, data=json.dumps(event).encode(), timeout=DELIVERY_TIMEOUT_SECONDS)
+            response = self._session.post(
+                self._events_url, data=json.dumps(event).encode(), timeout=DELIVERY_TIMEOUT_SECONDS
+            )
         except requests.RequestException as error:
             return type(error).__name__
         if response.status_code >= 500:
             return f"status {response.status_code}"
         if response.status_code >= 400:
             # A 4xx will not change on a retry (bad event, unknown saga, wrong token).
-            log.warning("orchestrator refused %s for saga %s: %d %s", event["type"], event["correlation_id"],
-                        response.status_code, response.text[:200])
+            log.warning(
+                "orchestrator refused %s for saga %s: %d %s",
+                event["type"],
+                event["correlation_id"],
+                response.status_code,
+                response.text[:200],
+            )
         return None
 
     async def close(self) -> None:
@@ -192,6 +206,8 @@ def run_http_simulator(host: str, port: int, options: SimulatorOptions, log_leve
     app = create_simulator_app(options)
     log.info(
         "simulated participants on http://%s:%d/commands (%s)",
-        host, port, "async, events to " + (options.orchestrator_url or "") if options.async_mode else "sync",
+        host,
+        port,
+        "async, events to " + (options.orchestrator_url or "") if options.async_mode else "sync",
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -149,7 +149,7 @@ def run_kafka_simulator(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    received_log = Path(received_path).open("a", encoding="utf-8") if received_path else None
+    received_log = Path(received_path).open("a", encoding="utf-8") if received_path else None  # noqa: SIM115 (closed below)
     try:
         simulator = KafkaParticipantSimulator(
             settings.kafka,

@@ -70,7 +70,13 @@ class SagaOrchestrator:
         if not isinstance(currency, str) or len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
             raise InvalidOrder("order_details.currency must be a three-letter code")
         saga, commands = CreateOrderSaga.start(
-            str(uuid.uuid4()), customer_id, order_details, amount_cents, currency.upper(), self._clock.now(), self._policy
+            str(uuid.uuid4()),
+            customer_id,
+            order_details,
+            amount_cents,
+            currency.upper(),
+            self._clock.now(),
+            self._policy,
         )
         with self._uow_factory() as uow:
             uow.sagas.add(saga)
@@ -204,4 +210,3 @@ class SagaOrchestrator:
     def _log_status(self, saga: CreateOrderSaga) -> None:
         if saga.status.is_final:
             log.info("saga %s ended %s%s", saga.id, saga.status, f": {saga.error}" if saga.error else "")
-

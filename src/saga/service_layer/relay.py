@@ -114,7 +114,10 @@ class OutboxRelay:
                     self._metrics.count("commands_undelivered")
                     log.warning(
                         "command %s of saga %s not delivered (%s); retry in %.1fs",
-                        entry.command.type, entry.command.saga_id, result.reason, delay.total_seconds(),
+                        entry.command.type,
+                        entry.command.saga_id,
+                        result.reason,
+                        delay.total_seconds(),
                     )
                 else:
                     sent.append(entry.id)
@@ -129,7 +132,10 @@ class OutboxRelay:
         self._metrics.count("commands_expired")
         log.warning(
             "command %s of saga %s dropped undelivered after %.0fs (%s); the saga's deadline decides",
-            entry.command.type, entry.command.saga_id, self._give_up_after.total_seconds(), result.reason,
+            entry.command.type,
+            entry.command.saga_id,
+            self._give_up_after.total_seconds(),
+            result.reason,
         )
         return True
 

@@ -66,9 +66,7 @@ def upgrade() -> None:
     op.create_table(
         "outbox",
         # SQLite assigns ids only to an INTEGER PRIMARY KEY.
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("message_id", sa.String(200), nullable=False),
         sa.Column("saga_id", sa.String(64), nullable=False),
         sa.Column("command_type", sa.String(64), nullable=False),
