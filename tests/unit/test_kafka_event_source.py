@@ -18,32 +18,42 @@ from saga.testing import SagaHarness
 
 
 class RefusingDeadLetters:
-    def __init__(self) -> None:
+    """Refuses the dead-letter topic `refusals` times (a long broker outage), then accepts."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
         self.tries = 0
+        self.dead_lettered: list[InboundRecord] = []
 
     def dead_letter(self, record: InboundRecord, topic: str, reason: str) -> None:
         self.tries += 1
-        raise KafkaUnavailable("TopicAuthorizationFailedError")
+        if self.tries <= self.refusals:
+            raise KafkaUnavailable("KafkaTimeoutError: the dead-letter topic did not answer")
+        self.dead_lettered.append(record)
 
 
 def bad_record() -> InboundRecord:
     return InboundRecord("order_events", 0, 7, b"k", b"not json", (), 0)
 
 
-def test_a_record_the_dead_letter_topic_refuses_is_retried_then_skipped_and_counted(
+def test_a_record_the_dead_letter_topic_refuses_is_never_passed_until_it_is_dead_lettered(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     harness = SagaHarness()
     source = KafkaEventSource(KafkaSettings(), EventIntake(harness.orchestrator, harness.metrics), harness.metrics)
-    consumer: Any = RefusingDeadLetters()
+    refusals = 4 * ATTEMPTS_BEFORE_DEAD_LETTER
+    consumer: Any = RefusingDeadLetters(refusals)
 
-    verdicts = [source._process_one(consumer, bad_record()) for _ in range(ATTEMPTS_BEFORE_DEAD_LETTER)]
+    rounds = [source._process(consumer, [bad_record()]) for _ in range(refusals)]
 
-    assert all(verdict is not None and "dead-letter" in verdict for verdict in verdicts[:-1])
-    assert verdicts[-1] is None  # done: the partition moves on
-    assert consumer.tries == ATTEMPTS_BEFORE_DEAD_LETTER
-    assert harness.metrics.get("events_dropped") == 1
-    assert "order_events/0@7 could not be dead-lettered" in caplog.text and "not json" in caplog.text
+    # Each round: nothing done (so no offset is committed past it), and a reason to wait and retry.
+    assert all(done == [] and problem is not None and "dead-letter" in problem for done, problem in rounds)
+    assert harness.metrics.get("dead_letters_refused") == refusals
+    assert "order_events/0@7: the dead-letter topic" in caplog.text
+    done, problem = source._process(consumer, [bad_record()])
+    assert problem is None and done == [bad_record()]
+    assert consumer.dead_lettered == [bad_record()]
+    assert harness.metrics.get("events_dead_lettered") == 1
 
 
 @pytest.mark.parametrize("variable", ["SAGA_KAFKA_DLQ_TOPIC", "SAGA_TOPIC_ORDER_EVENTS"])

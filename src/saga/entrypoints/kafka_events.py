@@ -4,8 +4,8 @@ An offset is committed only after the intake returned, that is after the event's
 database transaction committed: a crash can cause redelivery (the inbox and the
 saga's state make it change nothing), never loss. A bad message or one naming no
 saga goes to the dead-letter topic unchanged and the consumer goes on. When the
-database is down nothing is committed or dead-lettered: the records are read
-again after a pause.
+database is down, or the dead-letter topic refuses a record, nothing is committed
+past that record: it is read again after a pause, until it is applied or set aside.
 """
 
 from __future__ import annotations
@@ -157,27 +157,28 @@ class KafkaEventSource:
         return None
 
     def _set_aside(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str) -> str | None:
-        """Dead-letters a record; returns why it must be retried, or None when it is done."""
+        """Dead-letters a record; returns why it must be retried, or None when it is done.
+
+        A record the dead-letter topic refuses is neither applied nor set aside: its offset
+        is not committed and it is tried again after a pause, however long the refusal
+        lasts, so nothing is lost.
+        """
         try:
             self._dead_letter(consumer, record, reason)
-            self._refused_dead_letters.pop(record.source, None)
-            return None
         except KafkaUnavailable as error:
-            attempts = self._refused_dead_letters.get(record.source, 0) + 1
-            if attempts < ATTEMPTS_BEFORE_DEAD_LETTER:
-                self._refused_dead_letters[record.source] = attempts
-                return f"dead-letter topic unavailable: {error}"
-        # The broker answers polls but refuses the dead-letter topic (missing, not
-        # authorised): the record goes into the log, whole, rather than hold its partition.
+            refusals = self._refused_dead_letters.get(record.source, 0) + 1
+            self._refused_dead_letters[record.source] = refusals
+            self._metrics.count("dead_letters_refused")
+            if refusals == ATTEMPTS_BEFORE_DEAD_LETTER:
+                log.error(
+                    "event %s: the dead-letter topic %s refused it %d times (%s); its partition waits",
+                    record.source,
+                    self._settings.dead_letter_topic,
+                    refusals,
+                    error,
+                )
+            return f"dead-letter topic unavailable: {error}"
         self._refused_dead_letters.pop(record.source, None)
-        self._metrics.count("events_dropped")
-        log.error(
-            "event %s could not be dead-lettered and is skipped (%s); key=%r value=%r",
-            record.source,
-            reason,
-            record.key,
-            (record.value or b"")[:4096],
-        )
         return None
 
     def _dead_letter(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str) -> None:

@@ -188,15 +188,17 @@ class SagaOrchestrator:
     def _store(
         self, uow: UnitOfWork, saga: CreateOrderSaga, commands: list[Command], status_before: SagaStatus | None = None
     ) -> None:
+        discarded = 0
         if status_before is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED:
             # Undoing begins: a step command still unsent must never reach its participant
             # after the compensation that was meant to undo it.
             discarded = uow.outbox.discard_unsent(saga.id, saga.updated_at)
-            if discarded:
-                log.info("saga %s: %d unsent command(s) withdrawn", saga.id, discarded)
         uow.sagas.save(saga)
         uow.outbox.add(commands, self._hold_until(saga.updated_at))
         uow.commit()
+        # Said once it is true: a transaction retried after a conflict would say it again.
+        if discarded:
+            log.info("saga %s: %d unsent command(s) withdrawn", saga.id, discarded)
 
     def _hold_until(self, now: datetime) -> datetime | None:
         return now + self._dispatch_hold if self._dispatch is not None else None
