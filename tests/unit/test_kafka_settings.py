@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from saga.adapters.kafka_settings import DEFAULT_TOPICS, InvalidKafkaSettings, KafkaSettings
 from saga.domain.messages import Participant
 from saga.entrypoints.config import ConfigError, Settings
 
@@ -45,7 +46,7 @@ def test_defaults_take_the_brokers_replication_and_start_at_the_earliest_offset(
     ("environ", "message"),
     [
         ({"SAGA_KAFKA_REPLICATION_FACTOR": "0"}, "SAGA_KAFKA_REPLICATION_FACTOR must be -1"),
-        ({"SAGA_KAFKA_REPLICATION_FACTOR": "-2"}, "SAGA_KAFKA_REPLICATION_FACTOR must be at least -1"),
+        ({"SAGA_KAFKA_REPLICATION_FACTOR": "-2"}, "SAGA_KAFKA_REPLICATION_FACTOR must be an integer from -1"),
         (
             {"SAGA_KAFKA_SESSION_TIMEOUT_MS": "2000", "SAGA_KAFKA_HEARTBEAT_INTERVAL_MS": "2000"},
             "HEARTBEAT_INTERVAL_MS must be below",
@@ -53,12 +54,29 @@ def test_defaults_take_the_brokers_replication_and_start_at_the_earliest_offset(
         ({"SAGA_KAFKA_FETCH_MAX_WAIT_MS": "20000"}, "FETCH_MAX_WAIT_MS must be below"),
         ({"SAGA_KAFKA_DELIVERY_TIMEOUT_MS": "15000"}, "DELIVERY_TIMEOUT_MS must be above"),
         ({"SAGA_KAFKA_AUTO_OFFSET_RESET": "newest"}, "SAGA_KAFKA_AUTO_OFFSET_RESET must be one of earliest, latest"),
-        ({"SAGA_KAFKA_CONNECT_TIMEOUT_MS": "0"}, "SAGA_KAFKA_CONNECT_TIMEOUT_MS must be at least 1"),
+        ({"SAGA_KAFKA_CONNECT_TIMEOUT_MS": "0"}, "SAGA_KAFKA_CONNECT_TIMEOUT_MS must be an integer from 1"),
+        ({"SAGA_KAFKA_SESSION_TIMEOUT_MS": "1e99"}, "SAGA_KAFKA_SESSION_TIMEOUT_MS must be an integer from 1"),
+        ({"SAGA_KAFKA_CONSUMERS": "65"}, "SAGA_KAFKA_CONSUMERS must be an integer from 1 to 64"),
+        ({"SAGA_KAFKA_GROUP_ID": "   "}, None),  # blank counts as unset: the default group
+        ({"KAFKA_BOOTSTRAP_SERVERS": "kafka"}, "KAFKA_BOOTSTRAP_SERVERS must be comma-separated host:port pairs"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "a:1,,b:2"}, "KAFKA_BOOTSTRAP_SERVERS must be comma-separated"),
     ],
 )
-def test_impossible_kafka_settings_stop_the_start(environ: dict[str, str], message: str) -> None:
+def test_impossible_kafka_settings_stop_the_start(environ: dict[str, str], message: str | None) -> None:
+    if message is None:
+        Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", **environ})
+        return
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", **environ})
+
+
+def test_kafka_settings_name_their_fields_and_the_environment_names_the_variables() -> None:
+    with pytest.raises(InvalidKafkaSettings, match=r"^heartbeat_interval_ms must be below session_timeout_ms$"):
+        KafkaSettings(session_timeout_ms=1000, heartbeat_interval_ms=1000)
+    with pytest.raises(InvalidKafkaSettings, match=r"^topics.order_events must be"):
+        KafkaSettings(topics={**DEFAULT_TOPICS, "order_events": "a b"})
+    with pytest.raises(ConfigError, match=r"^SAGA_TOPIC_ORDER_EVENTS must be 1-249 of .*, got 'a b'$"):
+        Settings.from_env({"SAGA_TOPIC_ORDER_EVENTS": "a b"})
 
 
 def test_each_process_runs_as_many_event_consumers_as_configured() -> None:

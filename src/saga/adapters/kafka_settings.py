@@ -21,10 +21,12 @@ DEFAULT_TOPICS = {
 
 
 LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+# host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
+BOOTSTRAP_SERVER = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
 
 
 class InvalidKafkaSettings(ValueError):
-    """A combination of Kafka settings the client would refuse; the message names the variable."""
+    """Kafka settings the client would refuse; the message names the fields (`session_timeout_ms`)."""
 
 
 @dataclass(frozen=True)
@@ -56,22 +58,31 @@ class KafkaSettings:
     """Longest pause between attempts while the broker or the database cannot be reached."""
 
     def __post_init__(self) -> None:
-        for name, topic in [*self.topics.items(), ("dlq_topic", self.dead_letter_topic)]:
+        """Raises InvalidKafkaSettings, naming the fields, for values the client would refuse."""
+        servers = self.bootstrap_servers.split(",")
+        if not all(BOOTSTRAP_SERVER.fullmatch(server.strip()) for server in servers):
+            raise InvalidKafkaSettings(
+                f"bootstrap_servers must be comma-separated host:port pairs, got {self.bootstrap_servers!r}"
+            )
+        if not self.group_id.strip():
+            raise InvalidKafkaSettings("group_id must not be empty")
+        for name, topic in self.topics.items():
             if not LEGAL_TOPIC.fullmatch(topic):
-                variable = "SAGA_KAFKA_DLQ_TOPIC" if name == "dlq_topic" else f"SAGA_TOPIC_{name.upper()}"
-                raise InvalidKafkaSettings(f"{variable} must be 1-249 of [a-zA-Z0-9._-], got {topic!r}")
+                raise InvalidKafkaSettings(f"topics.{name} must be 1-249 of [a-zA-Z0-9._-], got {topic!r}")
+        if not LEGAL_TOPIC.fullmatch(self.dead_letter_topic):
+            raise InvalidKafkaSettings(
+                f"dead_letter_topic must be 1-249 of [a-zA-Z0-9._-], got {self.dead_letter_topic!r}"
+            )
         # kafka-python refuses these combinations only when a client is built, which
         # would be a retry loop at run time instead of one clear line at start.
         if self.replication_factor == 0:
-            raise InvalidKafkaSettings("SAGA_KAFKA_REPLICATION_FACTOR must be -1 (broker default) or at least 1")
+            raise InvalidKafkaSettings("replication_factor must be -1 (broker default) or at least 1")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            raise InvalidKafkaSettings("SAGA_KAFKA_HEARTBEAT_INTERVAL_MS must be below SAGA_KAFKA_SESSION_TIMEOUT_MS")
+            raise InvalidKafkaSettings("heartbeat_interval_ms must be below session_timeout_ms")
         if self.fetch_max_wait_ms >= self.request_timeout_ms:
-            raise InvalidKafkaSettings("SAGA_KAFKA_FETCH_MAX_WAIT_MS must be below SAGA_KAFKA_REQUEST_TIMEOUT_MS")
+            raise InvalidKafkaSettings("fetch_max_wait_ms must be below request_timeout_ms")
         if self.delivery_timeout_ms <= self.linger_ms + self.request_timeout_ms:
-            raise InvalidKafkaSettings(
-                "SAGA_KAFKA_DELIVERY_TIMEOUT_MS must be above SAGA_KAFKA_REQUEST_TIMEOUT_MS plus SAGA_KAFKA_LINGER_MS"
-            )
+            raise InvalidKafkaSettings("delivery_timeout_ms must be above request_timeout_ms plus linger_ms")
 
     def command_topic(self, participant: Participant) -> str:
         return self.topics[f"{participant.value}_commands"]

@@ -1,29 +1,318 @@
-"""Settings from the environment, with the seed's variable names, checked at start.
+"""Every setting `saga` reads from the environment, declared once: name, default, bounds, meaning.
 
-An invalid value raises ConfigError whose message is the one line the operator reads.
+`Environment` is the list: each field is one variable (its name in capitals), with its
+default, the values it accepts and what it means. `Settings` is what the program reads,
+built from it by `Settings.from_env`. The settings objects (`SagaPolicy`, `KafkaSettings`)
+raise errors naming their fields; this layer names the variable instead, so an invalid
+value becomes ConfigError whose message is the one line the operator reads.
+
+`python -m saga.entrypoints.config` prints the README's configuration table.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import re
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from saga.adapters.kafka_settings import DEFAULT_TOPICS, InvalidKafkaSettings, KafkaSettings
 from saga.adapters.simulated_participants import SIMULATABLE_ACTIONS
 from saga.domain.messages import Participant
-from saga.domain.policy import SagaPolicy
+from saga.domain.policy import (
+    LONGEST_BACKOFF,
+    LONGEST_WAIT,
+    MOST_COMPENSATION_ATTEMPTS,
+    MOST_STEP_RESENDS,
+    SagaPolicy,
+)
 
-T = TypeVar("T")
+__all__ = ["DEFAULT_TOPICS", "ConfigError", "Environment", "HttpSettings", "KafkaSettings", "Settings"]
+
 TRANSPORTS = ("memory", "kafka", "http")
 HTTP_URL_VARIABLES = ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL", "SCHEDULER_SERVICE_URL")
-__all__ = ["DEFAULT_TOPICS", "ConfigError", "HttpSettings", "KafkaSettings", "Settings"]
+SQL_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg2")
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+LONGEST_WAIT_SECONDS = LONGEST_WAIT.total_seconds()
+LONGEST_BACKOFF_SECONDS = LONGEST_BACKOFF.total_seconds()
+TEN_YEARS_HOURS = 10 * 365 * 24.0
+KAFKA_MS = 3_600_000  # an hour: past any sensible Kafka client timeout
 
 
 class ConfigError(ValueError):
-    """A setting is missing or invalid."""
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def setting(default: Any, meaning: str, accepts: str | None = None, **bounds: float) -> Any:
+    """One variable's declaration: default, meaning, and bounds (`ge`, `gt`, `le`) or, for
+    text checked by a validator, `accepts` saying in words what it takes."""
+    extra: dict[str, Any] | None = {"accepts": accepts} if accepts else None
+    return Field(default, description=meaning, json_schema_extra=extra, **bounds)  # type: ignore[call-overload]
+
+
+class Environment(BaseSettings):
+    """The environment variables, in the order the README lists them."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, env_ignore_empty=True, extra="ignore", str_strip_whitespace=True, allow_inf_nan=False
+    )
+
+    # Where and how the service runs.
+    database_url: str = setting(
+        "sqlite:///saga.db",
+        "SQLAlchemy URL; `postgresql://...` uses psycopg2; `memory://` keeps everything in memory",
+        accepts="`postgresql://...`, `sqlite:///path` in an existing directory, or `memory://`",
+    )
+    saga_transport: Literal["memory", "kafka", "http"] | None = setting(
+        None, "`kafka` when `KAFKA_BOOTSTRAP_SERVERS` is set, else `memory`"
+    )
+    port: int = setting(3101, "where `saga serve` listens", ge=1, le=65535)
+    saga_host: str = setting("127.0.0.1", "the interface `saga serve` binds", accepts="a host name or address")
+    saga_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "least severity logged")
+    saga_max_body_bytes: int = setting(64 * 1024, "largest request body", ge=256, le=16 * 1024 * 1024)
+    saga_events_token: str | None = setting(
+        None, "bearer token required by `POST /api/events`", accepts="any text; unset: no token required"
+    )
+    saga_currency: str = setting(
+        "USD", "currency when `order_details.currency` is absent", accepts="three ASCII letters"
+    )
+    saga_simulate_fail_step: str | None = setting(
+        None,
+        "make one simulated step or compensation fail (in-memory transport)",
+        accepts=", ".join(f"`{action}`" for action in SIMULATABLE_ACTIONS),
+    )
+
+    # The saga's timing rules (SagaPolicy).
+    saga_step_deadline_seconds: float = setting(
+        30.0, "wait for a step's reply before re-sending", gt=0, le=LONGEST_WAIT_SECONDS
+    )
+    saga_step_resends: int = setting(3, "re-sends before the step counts as failed", ge=0, le=MOST_STEP_RESENDS)
+    saga_compensation_attempts: int = setting(
+        5, "sends of a compensation before `COMPENSATION_FAILED`", ge=1, le=MOST_COMPENSATION_ATTEMPTS
+    )
+    saga_compensation_backoff_seconds: float = setting(
+        1.0, "wait before re-sending a rejected compensation, doubling each time", ge=0, le=LONGEST_BACKOFF_SECONDS
+    )
+    saga_compensation_backoff_max_seconds: float = setting(
+        600.0, "the longest wait between two sends of a rejected compensation", ge=0, le=LONGEST_BACKOFF_SECONDS
+    )
+    saga_order_timer_minutes: float = setting(
+        30.0, "the runner-acceptance timer (`timeout_at`)", gt=0, le=LONGEST_WAIT_SECONDS / 60
+    )
+
+    # The HTTP transport.
+    order_service_url: str | None = setting(
+        None, "the order service's base URL (HTTP transport)", accepts="an http(s) URL"
+    )
+    user_service_url: str | None = setting(
+        None, "the user service's base URL (HTTP transport)", accepts="an http(s) URL"
+    )
+    payment_service_url: str | None = setting(
+        None, "the payment service's base URL (HTTP transport)", accepts="an http(s) URL"
+    )
+    scheduler_service_url: str | None = setting(
+        None, "the timer service's base URL (HTTP transport)", accepts="an http(s) URL"
+    )
+    saga_http_connect_timeout_seconds: float = setting(
+        2.0, "how long a command's connection to a participant may take", ge=0.001, le=300
+    )
+    saga_http_read_timeout_seconds: float = setting(
+        10.0, "how long a participant may take to answer a command", ge=0.001, le=HOUR
+    )
+
+    # The Kafka transport (docs/kafka.md says more).
+    kafka_bootstrap_servers: str | None = setting(
+        None, "Kafka brokers; setting it makes Kafka the transport", accepts="comma-separated `host:port`"
+    )
+    saga_kafka_group_id: str = setting(
+        "create-order-saga-orchestrator",
+        "the orchestrator's consumer group, the same for every process of one system",
+        accepts="non-empty text",
+    )
+    saga_topic_order_commands: str = setting("order_commands", "topic of the order service's commands", accepts="topic")
+    saga_topic_user_commands: str = setting("user_commands", "topic of the user service's commands", accepts="topic")
+    saga_topic_payment_commands: str = setting(
+        "payment_commands", "topic of the payment service's commands", accepts="topic"
+    )
+    saga_topic_timer_commands: str = setting("timer_commands", "topic of the timer service's commands", accepts="topic")
+    saga_topic_order_events: str = setting("order_events", "topic of the order service's events", accepts="topic")
+    saga_topic_user_events: str = setting("user_events", "topic of the user service's events", accepts="topic")
+    saga_topic_payment_events: str = setting("payment_events", "topic of the payment service's events", accepts="topic")
+    saga_topic_timer_events: str = setting("timer_events", "topic of the timer service's events", accepts="topic")
+    saga_kafka_dlq_topic: str = setting("create_order_saga_dlq", "dead-letter topic", accepts="topic")
+    saga_kafka_partitions: int = setting(4, "partitions of the topics created at start", ge=1, le=10_000)
+    saga_kafka_replication_factor: int = setting(
+        -1, "replicas of created topics; `-1` takes the broker's default (0 is refused)", ge=-1, le=32_767
+    )
+    saga_kafka_auto_offset_reset: Literal["earliest", "latest"] = setting(
+        "earliest", "where a consumer group without committed offsets starts"
+    )
+    saga_kafka_session_timeout_ms: int = setting(
+        10_000, "consumer session timeout (45000 recommended against Apache Kafka)", ge=1, le=KAFKA_MS
+    )
+    saga_kafka_heartbeat_interval_ms: int = setting(
+        3_000, "consumer heartbeat, below the session timeout", ge=1, le=KAFKA_MS
+    )
+    saga_kafka_fetch_max_wait_ms: int = setting(
+        100, "how long a fetch waits for data, below the request timeout", ge=0, le=KAFKA_MS
+    )
+    saga_kafka_max_poll_records: int = setting(500, "records per poll", ge=1, le=100_000)
+    saga_kafka_consumers: int = setting(1, "event consumers (group members) per process", ge=1, le=64)
+    saga_kafka_connect_timeout_ms: int = setting(
+        5_000, "one connection attempt before the broker counts as unreachable", ge=1, le=KAFKA_MS
+    )
+    saga_kafka_request_timeout_ms: int = setting(15_000, "one request to the broker", ge=1, le=KAFKA_MS)
+    saga_kafka_delivery_timeout_ms: int = setting(
+        20_000,
+        "how long a publish waits for the broker's acknowledgement; above the request timeout plus linger",
+        ge=1,
+        le=KAFKA_MS,
+    )
+    saga_kafka_linger_ms: int = setting(0, "how long the producer gathers records into one batch", ge=0, le=60_000)
+    saga_kafka_retry_backoff_max_ms: int = setting(
+        10_000, "longest pause between reconnection attempts to the broker", ge=1, le=KAFKA_MS
+    )
+
+    # Background work.
+    saga_relay_poll_seconds: float = setting(
+        1.0, "how often the relay looks in the outbox for commands no process handed over itself", ge=0.001, le=HOUR
+    )
+    saga_sweep_interval_seconds: float = setting(1.0, "deadline sweep period", ge=0.001, le=HOUR)
+    saga_dispatch_hold_seconds: float = setting(
+        5.0, "other relays leave a process's own fresh commands alone this long", ge=0, le=HOUR
+    )
+    saga_outbox_retention_hours: float = setting(
+        24.0, "how long sent commands are kept before deletion", ge=0, le=TEN_YEARS_HOURS
+    )
+    saga_inbox_retention_hours: float = setting(
+        168.0, "how long consumed message ids are kept before deletion", ge=0, le=TEN_YEARS_HOURS
+    )
+    saga_retention_interval_seconds: float = setting(
+        300.0, "how often the worker deletes what is past retention", ge=0.001, le=DAY
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        if url.startswith("memory:"):
+            return url
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError("must be a URL such as postgresql://user:password@host/db or sqlite:///saga.db") from None
+        shown = parsed.render_as_string(hide_password=True)
+        if parsed.drivername not in SQL_DRIVERS:
+            raise ValueError(f"must name PostgreSQL (postgresql://) or SQLite (sqlite:///path), got {shown!r}")
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            directory = Path(parsed.database).expanduser().resolve().parent
+            if not directory.is_dir():
+                raise ValueError(f"names a SQLite file in a directory that does not exist ({directory})")
+        return url
+
+    @field_validator("order_service_url", "user_service_url", "payment_service_url", "scheduler_service_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url.rstrip("/") if url else None
+
+    @field_validator("saga_simulate_fail_step")
+    @classmethod
+    def _simulated_action(cls, name: str | None) -> str | None:
+        if name is not None and name not in SIMULATABLE_ACTIONS:
+            raise ValueError(f"must be one of {', '.join(SIMULATABLE_ACTIONS)}, got {name!r}")
+        return name
+
+    @field_validator("saga_currency")
+    @classmethod
+    def _currency(cls, code: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", code):
+            raise ValueError(f"must be three ASCII letters, got {code!r}")
+        return code.upper()
+
+    @model_validator(mode="after")
+    def _transport_has_its_addresses(self) -> Environment:
+        if self.saga_transport == "kafka" and not self.kafka_bootstrap_servers:
+            raise ValueError("SAGA_TRANSPORT=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+        if self.saga_transport == "http":
+            missing = [name for name in HTTP_URL_VARIABLES if not getattr(self, name.lower())]
+            if missing:
+                raise ValueError(f"SAGA_TRANSPORT=http needs {', '.join(missing)}")
+        return self
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> Environment:
+        """The variables from `environ`, validated. Raises ConfigError naming the first bad one."""
+        try:
+            return cls.model_validate(_MappingSource(cls, environ)())
+        except ValidationError as invalid:
+            raise ConfigError(_explain(invalid)) from None
+
+    @property
+    def transport(self) -> str:
+        return self.saga_transport or ("kafka" if self.kafka_bootstrap_servers else "memory")
+
+    def policy(self) -> SagaPolicy:
+        return SagaPolicy(
+            step_deadline=timedelta(seconds=self.saga_step_deadline_seconds),
+            step_resends=self.saga_step_resends,
+            compensation_attempts=self.saga_compensation_attempts,
+            compensation_backoff=timedelta(seconds=self.saga_compensation_backoff_seconds),
+            compensation_backoff_max=timedelta(seconds=self.saga_compensation_backoff_max_seconds),
+            order_timer=timedelta(minutes=self.saga_order_timer_minutes),
+            default_currency=self.saga_currency,
+        )
+
+    def kafka(self) -> KafkaSettings:
+        """Raises ConfigError naming the variables when the combination is one Kafka refuses."""
+        try:
+            return KafkaSettings(
+                bootstrap_servers=self.kafka_bootstrap_servers or "localhost:9092",
+                group_id=self.saga_kafka_group_id,
+                topics={name: getattr(self, f"saga_topic_{name}") for name in DEFAULT_TOPICS},
+                dead_letter_topic=self.saga_kafka_dlq_topic,
+                partitions=self.saga_kafka_partitions,
+                session_timeout_ms=self.saga_kafka_session_timeout_ms,
+                heartbeat_interval_ms=self.saga_kafka_heartbeat_interval_ms,
+                fetch_max_wait_ms=self.saga_kafka_fetch_max_wait_ms,
+                max_poll_records=self.saga_kafka_max_poll_records,
+                consumers=self.saga_kafka_consumers,
+                replication_factor=self.saga_kafka_replication_factor,
+                auto_offset_reset=self.saga_kafka_auto_offset_reset,
+                connect_timeout_ms=self.saga_kafka_connect_timeout_ms,
+                request_timeout_ms=self.saga_kafka_request_timeout_ms,
+                delivery_timeout_ms=self.saga_kafka_delivery_timeout_ms,
+                linger_ms=self.saga_kafka_linger_ms,
+                retry_backoff_max_ms=self.saga_kafka_retry_backoff_max_ms,
+            )
+        except InvalidKafkaSettings as invalid:
+            raise ConfigError(_name_variables(str(invalid), KAFKA_VARIABLES)) from None
+
+
+KAFKA_VARIABLES = {
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "dead_letter_topic": "SAGA_KAFKA_DLQ_TOPIC",
+    **{f"topics.{name}": f"SAGA_TOPIC_{name.upper()}" for name in DEFAULT_TOPICS},
+    **{
+        name: f"SAGA_KAFKA_{name.upper()}"
+        for name in KafkaSettings.__dataclass_fields__
+        if name not in ("bootstrap_servers", "dead_letter_topic", "topics")
+    },
+}
+"""KafkaSettings' field names and the variables they come from."""
 
 
 @dataclass(frozen=True)
@@ -55,85 +344,39 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = Environment(os.environ if environ is None else environ)
-        kafka_servers = env.text("KAFKA_BOOTSTRAP_SERVERS")
-        transport = env.choice("SAGA_TRANSPORT", TRANSPORTS, "kafka" if kafka_servers else "memory")
-        if transport == "kafka" and not kafka_servers:
-            raise ConfigError("SAGA_TRANSPORT=kafka needs KAFKA_BOOTSTRAP_SERVERS")
-        service_urls = {
-            Participant.ORDER: env.text("ORDER_SERVICE_URL"),
-            Participant.USER: env.text("USER_SERVICE_URL"),
-            Participant.PAYMENT: env.text("PAYMENT_SERVICE_URL"),
-            Participant.TIMER: env.text("SCHEDULER_SERVICE_URL"),
-        }
-        if transport == "http":
-            missing = [name for name, url in zip(HTTP_URL_VARIABLES, service_urls.values(), strict=False) if not url]
-            if missing:
-                raise ConfigError(f"SAGA_TRANSPORT=http needs {', '.join(missing)}")
-        for name, url in zip(HTTP_URL_VARIABLES, service_urls.values(), strict=False):
-            if url and not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
-        fail_step = env.text("SAGA_SIMULATE_FAIL_STEP")
-        if fail_step and fail_step not in SIMULATABLE_ACTIONS:
-            raise ConfigError(
-                f"SAGA_SIMULATE_FAIL_STEP must be one of {', '.join(SIMULATABLE_ACTIONS)}, got {fail_step!r}"
-            )
-        try:
-            policy = SagaPolicy(
-                step_deadline=timedelta(seconds=env.number("SAGA_STEP_DEADLINE_SECONDS", float, 30.0)),
-                step_resends=env.number("SAGA_STEP_RESENDS", int, 3),
-                compensation_attempts=env.number("SAGA_COMPENSATION_ATTEMPTS", int, 5),
-                compensation_backoff=timedelta(seconds=env.number("SAGA_COMPENSATION_BACKOFF_SECONDS", float, 1.0)),
-                order_timer=timedelta(minutes=env.number("SAGA_ORDER_TIMER_MINUTES", float, 30.0)),
-                default_currency=env.text("SAGA_CURRENCY") or "USD",
-            )
-        except ValueError as error:
-            raise ConfigError(f"invalid saga policy: {error}") from None
-        topics = {name: env.text(f"SAGA_TOPIC_{name.upper()}") or default for name, default in DEFAULT_TOPICS.items()}
-        try:
-            kafka = KafkaSettings(
-                bootstrap_servers=kafka_servers or "localhost:9092",
-                group_id=env.text("SAGA_KAFKA_GROUP_ID") or "create-order-saga-orchestrator",
-                topics=topics,
-                dead_letter_topic=env.text("SAGA_KAFKA_DLQ_TOPIC") or "create_order_saga_dlq",
-                partitions=env.number("SAGA_KAFKA_PARTITIONS", int, 4, low=1),
-                session_timeout_ms=env.number("SAGA_KAFKA_SESSION_TIMEOUT_MS", int, 10_000, low=1),
-                heartbeat_interval_ms=env.number("SAGA_KAFKA_HEARTBEAT_INTERVAL_MS", int, 3_000, low=1),
-                fetch_max_wait_ms=env.number("SAGA_KAFKA_FETCH_MAX_WAIT_MS", int, 100, low=0),
-                max_poll_records=env.number("SAGA_KAFKA_MAX_POLL_RECORDS", int, 500, low=1),
-                consumers=env.number("SAGA_KAFKA_CONSUMERS", int, 1, low=1, high=64),
-                replication_factor=env.number("SAGA_KAFKA_REPLICATION_FACTOR", int, -1, low=-1),
-                auto_offset_reset=env.choice("SAGA_KAFKA_AUTO_OFFSET_RESET", ("earliest", "latest"), "earliest"),
-                connect_timeout_ms=env.number("SAGA_KAFKA_CONNECT_TIMEOUT_MS", int, 5_000, low=1),
-                request_timeout_ms=env.number("SAGA_KAFKA_REQUEST_TIMEOUT_MS", int, 15_000, low=1),
-                delivery_timeout_ms=env.number("SAGA_KAFKA_DELIVERY_TIMEOUT_MS", int, 20_000, low=1),
-                linger_ms=env.number("SAGA_KAFKA_LINGER_MS", int, 0, low=0),
-                retry_backoff_max_ms=env.number("SAGA_KAFKA_RETRY_BACKOFF_MAX_MS", int, 10_000, low=1),
-            )
-        except InvalidKafkaSettings as error:
-            raise ConfigError(str(error)) from None
+        """The settings from `environ` (default: the process's). Raises ConfigError naming the variable."""
+        env = Environment.read(os.environ if environ is None else environ)
         return cls(
-            database_url=env.text("DATABASE_URL") or "sqlite:///saga.db",
-            transport=transport,
-            host=env.text("SAGA_HOST") or "127.0.0.1",
-            port=env.number("PORT", int, 3101, low=1, high=65535),
-            policy=policy,
-            kafka=kafka,
+            database_url=env.database_url,
+            transport=env.transport,
+            host=env.saga_host,
+            port=env.port,
+            policy=env.policy(),
+            kafka=env.kafka(),
             http=HttpSettings(
-                service_urls={p: url.rstrip("/") for p, url in service_urls.items() if url},
-                connect_timeout=env.number("SAGA_HTTP_CONNECT_TIMEOUT_SECONDS", float, 2.0, low=0.001),
-                read_timeout=env.number("SAGA_HTTP_READ_TIMEOUT_SECONDS", float, 10.0, low=0.001),
-                events_token=env.text("SAGA_EVENTS_TOKEN"),
+                service_urls={
+                    participant: url
+                    for participant, url in {
+                        Participant.ORDER: env.order_service_url,
+                        Participant.USER: env.user_service_url,
+                        Participant.PAYMENT: env.payment_service_url,
+                        Participant.TIMER: env.scheduler_service_url,
+                    }.items()
+                    if url
+                },
+                connect_timeout=env.saga_http_connect_timeout_seconds,
+                read_timeout=env.saga_http_read_timeout_seconds,
+                events_token=env.saga_events_token,
             ),
-            simulate_fail_step=fail_step,
-            max_body_bytes=env.number("SAGA_MAX_BODY_BYTES", int, 64 * 1024, low=256),
-            relay_poll_seconds=env.number("SAGA_RELAY_POLL_SECONDS", float, 1.0, low=0.001),
-            dispatch_hold_seconds=env.number("SAGA_DISPATCH_HOLD_SECONDS", float, 5.0, low=0),
-            sweep_interval_seconds=env.number("SAGA_SWEEP_INTERVAL_SECONDS", float, 1.0, low=0.001),
-            outbox_retention_hours=env.number("SAGA_OUTBOX_RETENTION_HOURS", float, 24.0, low=0),
-            inbox_retention_hours=env.number("SAGA_INBOX_RETENTION_HOURS", float, 168.0, low=0),
-            retention_interval_seconds=env.number("SAGA_RETENTION_INTERVAL_SECONDS", float, 300.0, low=0.001),
-            log_level=env.choice("SAGA_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            simulate_fail_step=env.saga_simulate_fail_step,
+            max_body_bytes=env.saga_max_body_bytes,
+            relay_poll_seconds=env.saga_relay_poll_seconds,
+            dispatch_hold_seconds=env.saga_dispatch_hold_seconds,
+            sweep_interval_seconds=env.saga_sweep_interval_seconds,
+            outbox_retention_hours=env.saga_outbox_retention_hours,
+            inbox_retention_hours=env.saga_inbox_retention_hours,
+            retention_interval_seconds=env.saga_retention_interval_seconds,
+            log_level=env.saga_log_level,
         )
 
     @property
@@ -153,35 +396,85 @@ class Settings:
         return not self.database_url.startswith("memory:")
 
 
-class Environment:
-    """Typed reads of environment variables, each failing with the variable's name."""
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of os.environ;
+    a variable set to blanks counts as unset."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._given = {name: value for name, value in environ.items() if value.strip()}
+        super().__init__(settings_cls)
 
-    def text(self, name: str) -> str | None:
-        value = self._environ.get(name, "").strip()
-        return value or None
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        value = self.text(name) or default
-        if value not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        return value
 
-    def number(
-        self, name: str, kind: Callable[[str], T], default: T, low: float | None = None, high: float | None = None
-    ) -> T:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = kind(raw)
-        except ValueError:
-            noun = "an integer" if kind is int else "a number"
-            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
-        number = float(value)  # type: ignore[arg-type]
-        if (low is not None and number < low) or (high is not None and number > high):
-            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise ConfigError(f"{name} must be {bounds}, got {raw!r}")
-        return value
+def accepts(info: FieldInfo) -> str:
+    """What a variable accepts, in words: "an integer from 1 to 65535", "one of ...", ..."""
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("accepts"), str):
+        return str(extra["accepts"])
+    choices = _choices(info.annotation)
+    if choices:
+        return "one of " + ", ".join(choices)
+    noun = "an integer" if info.annotation is int else "a number"
+    low = high = None
+    low_word = ""
+    for bound in info.metadata:
+        for name, word in (("ge", "from"), ("gt", "above")):
+            if getattr(bound, name, None) is not None:
+                low, low_word = getattr(bound, name), word
+        if getattr(bound, "le", None) is not None:
+            high = bound.le
+    if low is not None and high is not None:
+        joiner = "to" if low_word == "from" else "and at most"
+        return f"{noun} {low_word} {_number(low)} {joiner} {_number(high)}"
+    if low is not None:
+        return f"{noun} {'at least' if low_word == 'from' else 'above'} {_number(low)}"
+    return noun
+
+
+def _choices(annotation: Any) -> list[str]:
+    args = getattr(annotation, "__args__", ())
+    if getattr(annotation, "__origin__", None) is Literal:
+        return [str(arg) for arg in args]
+    for arg in args:  # Optional[Literal[...]]
+        if getattr(arg, "__origin__", None) is Literal:
+            return [str(choice) for choice in arg.__args__]
+    return []
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _explain(invalid: ValidationError) -> str:
+    """The first error as one line naming the variable."""
+    error = invalid.errors()[0]
+    if not error["loc"]:  # a model validator: its message names the variables itself
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    name = str(error["loc"][0])
+    variable = name.upper()
+    if error["type"] == "value_error":
+        return f"{variable} {error['ctx']['error']}"
+    return f"{variable} must be {accepts(Environment.model_fields[name])}, got {error['input']!r}"
+
+
+def _name_variables(message: str, variables: Mapping[str, str]) -> str:
+    """Replaces the field names in a settings object's message by the variables they come from."""
+    words, got, value = message.partition(", got ")  # the value itself is left as it is
+    return re.sub(r"[a-z_][a-z_.]*", lambda word: variables.get(word[0], word[0]), words) + got + value
+
+
+def markdown_table() -> str:
+    """The README's configuration table, from the declarations above."""
+    lines = ["| variable | default | accepts | meaning |", "| --- | --- | --- | --- |"]
+    for name, info in Environment.model_fields.items():
+        default = "" if info.default is None else f"`{_number(info.default)}`"
+        lines.append(f"| `{name.upper()}` | {default} | {accepts(info)} | {info.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table() + "\n")
