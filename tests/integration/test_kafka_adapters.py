@@ -11,6 +11,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from tests.support.kafka import new_setup
 from tests.support.servers import free_port
 
+from saga.adapters.envelope import command_envelope
 from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, KafkaUnavailable
 from saga.adapters.kafka_publisher import KafkaCommandPublisher, all_topics, await_acknowledgement, ensure_topics
 from saga.domain.messages import Command, new_message_id
@@ -92,7 +93,7 @@ def test_commands_are_published_keyed_by_saga_with_the_envelope_and_headers(kafk
         assert len(records) == 1
         record = records[0]
         assert record.key == saga_id.encode()
-        assert json.loads(record.value) == expected.envelope()
+        assert json.loads(record.value) == command_envelope(expected)
         assert dict(record.headers) == {"message_id": expected.message_id.encode(), "type": expected.type.encode()}
 
 

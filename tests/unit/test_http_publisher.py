@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from saga.adapters.envelope import command_envelope
 from saga.adapters.http_publisher import HttpCommandPublisher
 from saga.domain.messages import Command, Participant
 from saga.ports.messaging import Delivered, Rejected, Undelivered
@@ -138,7 +139,7 @@ def test_posts_the_envelope_as_json_to_the_commands_path(
     [received] = server.received
     assert received.path == "/commands"
     assert received.content_type == "application/json"
-    assert received.body == sent.envelope()
+    assert received.body == command_envelope(sent)
     assert received.body["message_id"] == sent.message_id
 
 

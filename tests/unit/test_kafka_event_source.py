@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from saga.adapters.envelope import decode_event
 from saga.adapters.kafka_consumer import InboundRecord, KafkaUnavailable
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.entrypoints.kafka_events import ATTEMPTS_BEFORE_DEAD_LETTER, KafkaEventSource
@@ -40,7 +41,9 @@ def test_a_record_the_dead_letter_topic_refuses_is_never_passed_until_it_is_dead
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     harness = SagaHarness()
-    source = KafkaEventSource(KafkaSettings(), EventIntake(harness.orchestrator, harness.metrics), harness.metrics)
+    source = KafkaEventSource(
+        KafkaSettings(), EventIntake(harness.orchestrator, harness.metrics, decode_event), harness.metrics
+    )
     refusals = 4 * ATTEMPTS_BEFORE_DEAD_LETTER
     consumer: Any = RefusingDeadLetters(refusals)
 

@@ -9,7 +9,6 @@ with exponential backoff and jitter, so one dead participant never holds the rel
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from saga.domain.messages import BadMessage, Command, Event, Participant, decode_json, parse_event
+from saga.adapters.envelope import BadMessage, decode_json, encode_command, parse_event
+from saga.domain.messages import Command, Event, Participant
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class HttpCommandPublisher(CommandPublisher):
         try:
             with self._session.post(
                 url,
-                data=json.dumps(command.envelope()).encode(),
+                data=encode_command(command),
                 timeout=self._timeout,
                 allow_redirects=False,
                 stream=True,

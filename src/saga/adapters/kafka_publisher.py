@@ -7,7 +7,6 @@ the outbox and the relay sends them again once the broker answers.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -24,6 +23,7 @@ from kafka.errors import (
 )
 from kafka.producer.future import FutureRecordMetadata
 
+from saga.adapters.envelope import encode_command
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.domain.messages import Command
 from saga.ports.messaging import CommandPublisher, Delivered, SendResult, Undelivered
@@ -197,7 +197,7 @@ class KafkaCommandPublisher(CommandPublisher):
                 pending.append(
                     producer.send(
                         self._settings.command_topic(command.participant),
-                        value=json.dumps(command.envelope()).encode(),
+                        value=encode_command(command),
                         key=command.saga_id.encode(),
                         headers=[("message_id", command.message_id.encode()), ("type", command.type.encode())],
                     )

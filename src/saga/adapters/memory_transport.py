@@ -7,12 +7,12 @@ validation as Kafka and HTTP events.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
+from saga.adapters.envelope import command_envelope, encode_json
 from saga.domain.messages import Command, JsonObject, Participant
 from saga.ports.messaging import CommandPublisher, Delivered, SendResult, Undelivered
 
@@ -43,7 +43,7 @@ class InMemoryTransport(CommandPublisher):
         handler = self._participants.get(command.participant)
         if handler is None:
             return Undelivered(f"no {command.participant} participant")
-        envelope = command.envelope()
+        envelope = command_envelope(command)
         self.sent.append(envelope)
         try:
             replies = handler(envelope)
@@ -60,7 +60,7 @@ class InMemoryTransport(CommandPublisher):
 
     def deliver(self, event: JsonObject | bytes) -> None:
         """Queues an event for the orchestrator, as if a participant had published it."""
-        self._events.put(event if isinstance(event, bytes) else json.dumps(event).encode())
+        self._events.put(event if isinstance(event, bytes) else encode_json(event).encode())
 
     def next_event(self, timeout: float | None = None) -> bytes | None:
         """The oldest queued event, waiting up to `timeout` seconds (None: do not wait)."""

@@ -12,7 +12,8 @@ import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
 
-from saga.domain.messages import COMMANDS, JsonObject, format_timestamp, new_message_id
+from saga.adapters.envelope import format_timestamp
+from saga.domain.messages import COMMANDS, JsonObject, new_message_id
 from saga.domain.saga import COMPENSATION_COMMAND, STEP_COMMAND
 
 # Step and compensation names, as accepted by SAGA_SIMULATE_FAIL_STEP.

@@ -1,12 +1,11 @@
-"""Commands the saga sends and events it receives, and their JSON envelope.
+"""Commands the saga sends and events it receives, as the saga sees them.
 
-The envelope is the contract's: `type`, `correlation_id` (the saga id), `timestamp`,
-`payload`, and `message_id` (always on commands, optional on events).
+Their wire format (the contract's JSON envelope) belongs to the transports:
+`saga.adapters.envelope` reads and writes it.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ class Participant(StrEnum):
 
 
 class BadMessage(ValueError):
-    """An envelope that cannot be applied: malformed, unknown type or missing a field."""
+    """A message that cannot be applied: malformed, unknown type or missing a field."""
 
 
 @dataclass(frozen=True)
@@ -74,15 +73,9 @@ def new_message_id() -> str:
 
 
 def format_timestamp(moment: datetime) -> str:
+    """The contract's time text: ISO 8601 in UTC with its offset, to the microsecond
+    (`2026-11-28T12:00:00.000000+00:00`), as payload fields such as `timeout_at` carry it."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """ISO 8601; a timestamp without a UTC offset is read as UTC (older participants send those)."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass(frozen=True)
@@ -101,15 +94,6 @@ class Command:
     def reply(self) -> Reply:
         return COMMANDS[self.type].reply
 
-    def envelope(self) -> JsonObject:
-        return {
-            "type": self.type,
-            "correlation_id": self.saga_id,
-            "timestamp": format_timestamp(self.timestamp),
-            "payload": self.payload,
-            "message_id": self.message_id,
-        }
-
     def failure_event(self, error: str, now: datetime) -> Event:
         """The event that stands for this command's rejection (an HTTP 4xx, say)."""
         return Event(self.reply.failure, self.saga_id, {"error": error}, now, None)
@@ -127,84 +111,3 @@ class Event:
     def error(self) -> str | None:
         value = self.payload.get("error")
         return None if value is None else str(value)
-
-    def envelope(self) -> JsonObject:
-        body: JsonObject = {
-            "type": self.type,
-            "correlation_id": self.saga_id,
-            "timestamp": format_timestamp(self.timestamp),
-            "payload": self.payload,
-        }
-        if self.message_id is not None:
-            body["message_id"] = self.message_id
-        return body
-
-
-def _uuid_text(value: object, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise BadMessage(f"{name} must be a non-empty string")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise BadMessage(f"{name} must be a UUID") from None
-
-
-def parse_event(body: object) -> Event:
-    """Validates an event envelope (already decoded JSON). Raises BadMessage saying why."""
-    if not isinstance(body, dict):
-        raise BadMessage("event must be a JSON object")
-    event_type = body.get("type")
-    if not isinstance(event_type, str) or not event_type:
-        raise BadMessage("type must be a non-empty string")
-    if event_type not in EVENT_TYPES:
-        raise BadMessage(f"unknown event type {event_type[:80]!r}")
-    saga_id = _uuid_text(body.get("correlation_id"), "correlation_id")
-    stamp = body.get("timestamp")
-    if not isinstance(stamp, str):
-        raise BadMessage("timestamp must be an ISO 8601 string")
-    try:
-        timestamp = parse_timestamp(stamp)
-        timestamp.astimezone(UTC)  # a moment that cannot be expressed in UTC is unusable
-    except (ValueError, OverflowError):
-        raise BadMessage("timestamp must be an ISO 8601 string") from None
-    payload = body.get("payload")
-    if not isinstance(payload, dict):
-        raise BadMessage("payload must be a JSON object")
-    for name in REQUIRED_EVENT_FIELDS.get(event_type, ()):
-        if payload.get(name) in (None, ""):
-            raise BadMessage(f"{event_type} needs payload.{name}")
-    if event_type == "user.payment_info_retrieved" and not isinstance(payload["payment_info"], dict):
-        raise BadMessage("payload.payment_info must be a JSON object")
-    message_id = body.get("message_id")
-    if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 200):
-        raise BadMessage("message_id must be a non-empty string of at most 200 characters")
-    return Event(event_type, saga_id, payload, timestamp, message_id)
-
-
-def _not_json(constant: str) -> object:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def decode_json(raw: bytes | str) -> object:
-    """Strict JSON in UTF-8: no NaN or Infinity, and no text that cannot be stored (a NUL
-    character, half of a surrogate pair). Raises ValueError (RecursionError when absurdly nested)."""
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    value = json.loads(text, parse_constant=_not_json)
-    if "\\u" in text:  # only escapes can spell such characters
-        if "\\u0000" in text:
-            raise ValueError("JSON text must not contain NUL characters")
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("JSON text must be valid Unicode (no unpaired surrogates)") from None
-    return value
-
-
-def decode_event(raw: bytes | str) -> Event:
-    """Parses raw JSON (UTF-8) into an Event. Raises BadMessage for anything unusable."""
-    try:
-        body = decode_json(raw)
-    except (ValueError, RecursionError) as error:
-        reason = str(error) if "JSON text must" in str(error) else "not valid UTF-8 JSON"
-        raise BadMessage(reason) from None
-    return parse_event(body)

@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 from sqlalchemy import Engine, event
 
 from saga.adapters.clock import SystemClock
+from saga.adapters.envelope import decode_event
 from saga.adapters.http_publisher import HttpCommandPublisher
 from saga.adapters.kafka_publisher import KafkaCommandPublisher
 from saga.adapters.kafka_settings import KafkaSettings
@@ -71,7 +72,7 @@ class Container(containers.DeclarativeContainer):
         dispatch=dispatch_queue,
         dispatch_hold=settings.provided.dispatch_hold,
     )
-    intake = providers.Singleton(EventIntake, orchestrator, metrics)
+    intake = providers.Singleton(EventIntake, orchestrator, metrics, providers.Object(decode_event))
 
     simulation = providers.Singleton(SimulatedParticipants, fail_step=settings.provided.simulate_fail_step)
     memory_transport = providers.Singleton(

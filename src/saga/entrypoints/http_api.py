@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from saga.domain.messages import JsonObject, decode_json
+from saga.adapters.envelope import decode_json
+from saga.domain.messages import JsonObject
 from saga.domain.money import InvalidOrder
 from saga.domain.saga import SagaStatus
 from saga.entrypoints.container import Container

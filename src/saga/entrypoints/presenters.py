@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import cast
 
-from saga.domain.messages import JsonObject, decode_json, format_timestamp
+from saga.adapters.envelope import decode_json, encode_json, format_timestamp, without_non_finite
+from saga.domain.messages import JsonObject
 from saga.domain.saga import CreateOrderSaga
 from saga.ports.persistence import PageCursor
 
@@ -30,7 +30,7 @@ def saga_json(saga: CreateOrderSaga) -> JsonObject:
         "payment_id": saga.payment_id,
         "amount_cents": saga.amount_cents,
         "currency": saga.currency,
-        "order_details": saga.order_details,
+        "order_details": without_non_finite(saga.order_details),
         "created_at": _time(saga.created_at),
         "updated_at": _time(saga.updated_at),
         "completed_at": _time(saga.completed_at),
@@ -45,7 +45,7 @@ def saga_json(saga: CreateOrderSaga) -> JsonObject:
 
 
 def encode_cursor(cursor: PageCursor) -> str:
-    raw = json.dumps([format_timestamp(cursor.created_at), cursor.saga_id]).encode()
+    raw = encode_json([format_timestamp(cursor.created_at), cursor.saga_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from saga.domain.messages import BadMessage, Event, decode_event
+from saga.domain.messages import BadMessage, Event
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
 
@@ -21,13 +22,17 @@ class IntakeResult:
 
 
 class EventIntake:
-    def __init__(self, orchestrator: SagaOrchestrator, metrics: Metrics) -> None:
+    def __init__(
+        self, orchestrator: SagaOrchestrator, metrics: Metrics, decode: Callable[[bytes | str], Event]
+    ) -> None:
         self._orchestrator = orchestrator
         self._metrics = metrics
+        self._decode = decode
+        """The wire format: raw bytes to an Event, raising BadMessage saying why."""
 
     def receive(self, raw: bytes | str, source: str = "") -> IntakeResult:
         try:
-            event = decode_event(raw)
+            event = self._decode(raw)
         except BadMessage as bad:
             self._metrics.count("events_bad")
             log.warning("bad event%s: %s", f" from {source}" if source else "", bad)
