@@ -8,6 +8,12 @@ on time or has ended, so tests are deterministic.
     harness = SagaHarness(participants={"payment": my_payment_service.handle})
     saga_id = harness.start_order("cust_123", {"foodItems": [{"name": "Burger", "price": 12.99, "quantity": 1}]})
     assert harness.saga(saga_id).status is SagaStatus.COMPLETED
+
+With `profile="platform"` the simulated services behave as the platform's real ones
+(`saga.adapters.platform_participants`): no message_id, a re-sent command processed
+again, silent failures, the timer over its HTTP API (in process); `knobs` make a
+service slow, silent, answer twice or fail, and `harness.ledger` holds the orders and
+payments they made.
 """
 
 from __future__ import annotations
@@ -19,7 +25,16 @@ from dependency_injector import providers
 
 from saga.adapters.clock import ManualClock
 from saga.adapters.memory_transport import CommandHandler, InMemoryTransport
+from saga.adapters.platform_participants import (
+    Knobs,
+    Ledger,
+    PlatformParticipants,
+    in_process_timer_session,
+    platform_handlers,
+)
+from saga.adapters.routing_publisher import RoutingPublisher
 from saga.adapters.simulated_participants import SimulatedParticipants
+from saga.adapters.timer_api_publisher import TimerApiPublisher
 from saga.domain.messages import JsonObject, Participant
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga
@@ -28,6 +43,8 @@ from saga.entrypoints.container import Container, simulated_participant_map
 from saga.entrypoints.worker import MemoryEventPump
 
 MAX_ROUNDS = 10_000
+PROFILES = ("default", "platform")
+IN_PROCESS_TIMER_URL = "http://timer.in-process"
 
 
 class SagaHarness:
@@ -37,14 +54,25 @@ class SagaHarness:
         policy: SagaPolicy | None = None,
         fail_step: str | None = None,
         silent_step: str | None = None,
+        profile: str = "default",
+        knobs: Knobs | None = None,
     ) -> None:
         """`participants` replaces simulated services by yours, keyed "order", "user", "payment" or "timer".
 
-        `fail_step` / `silent_step` make a simulated step (or compensation) fail or never answer.
+        `fail_step` / `silent_step` make a simulated step (or compensation) fail or never answer
+        (default profile). `profile="platform"` simulates the platform's real services instead,
+        misbehaving as `knobs` say.
         """
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
         self.clock = ManualClock(datetime.now(UTC))
-        simulation = SimulatedParticipants(fail_step=fail_step, silent_step=silent_step)
-        handlers = simulated_participant_map(simulation)
+        self.platform: PlatformParticipants | None = None
+        handlers: dict[Participant, CommandHandler]
+        if profile == "platform":
+            self.platform = PlatformParticipants(knobs, clock=self.clock.now)
+            handlers = dict(platform_handlers(self.platform))
+        else:
+            handlers = simulated_participant_map(SimulatedParticipants(fail_step=fail_step, silent_step=silent_step))
         for name, handler in (participants or {}).items():
             handlers[Participant(name)] = handler
         self.transport = InMemoryTransport(handlers)
@@ -53,6 +81,15 @@ class SagaHarness:
         )
         container.clock.override(providers.Object(self.clock))
         container.memory_transport.override(providers.Object(self.transport))
+        if self.platform is not None and Participant.TIMER not in handlers:
+            # The platform's timer is an HTTP API: the timer-api transport reaches it in process.
+            timer = TimerApiPublisher(
+                IN_PROCESS_TIMER_URL,
+                session=in_process_timer_session(self.platform, IN_PROCESS_TIMER_URL),
+                clock=self.clock.now,
+            )
+            routes = {participant: self.transport for participant in handlers}
+            container.publisher.override(providers.Object(RoutingPublisher({**routes, Participant.TIMER: timer})))
         self.orchestrator = container.orchestrator()
         self.metrics = container.metrics()
         self._relay = container.relay()
@@ -73,8 +110,12 @@ class SagaHarness:
         raise RuntimeError(f"sagas still moving after {MAX_ROUNDS} rounds; a participant may answer forever")
 
     def advance(self, by: timedelta) -> None:
-        """Moves the clock, acts on passed deadlines, and runs until idle."""
+        """Moves the clock, delivers the slow replies now due, acts on passed deadlines, and runs until idle."""
         self.clock.advance(by)
+        if self.platform is not None:
+            for reply in self.platform.release(self.clock.now()):
+                self.transport.deliver(reply)
+            self.run_until_idle()
         self.orchestrator.sweep_deadlines()
         self.run_until_idle()
 
@@ -88,6 +129,13 @@ class SagaHarness:
         if saga is None:
             raise KeyError(saga_id)
         return saga
+
+    @property
+    def ledger(self) -> Ledger:
+        """The orders and payments the platform profile's services hold (platform profile only)."""
+        if self.platform is None:
+            raise AttributeError("only the platform profile keeps a ledger")
+        return self.platform.ledger
 
     @property
     def sent(self) -> list[JsonObject]:

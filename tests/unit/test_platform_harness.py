@@ -1,0 +1,119 @@
+"""The in-memory harness with the platform profile: the real services' behaviour, in process."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from saga.adapters.platform_participants import Knob, Knobs
+from saga.domain.messages import JsonObject
+from saga.domain.policy import SagaPolicy
+from saga.domain.saga import SagaStatus
+from saga.service_layer.ledger import ResourceKind, ResourceStatus
+from saga.testing import SagaHarness
+
+ORDER: JsonObject = {
+    "foodItems": [{"name": "Burger", "price": 12.99, "quantity": 2}],
+    "deliveryFee": 1.5,
+    "deliveryLocation": "North Campus",
+}
+POLICY = SagaPolicy(step_deadline=timedelta(seconds=10), step_resends=1, compensation_attempts=2)
+
+
+def authorizing_payment_service(command: JsonObject) -> JsonObject:
+    """A payment service that authorizes whatever it is sent (the profile's reads the nested payload)."""
+    return {
+        "type": "payment.authorized",
+        "correlation_id": command["correlation_id"],
+        "timestamp": "2026-11-28T12:00:00.123456",
+        "payload": {"payment_id": "pi_test"},
+        "source": "payment-service",
+    }
+
+
+def run_out(harness: SagaHarness, minutes: int = 10) -> None:
+    for _ in range(minutes * 6):
+        harness.advance(timedelta(seconds=10))
+
+
+def test_the_timer_is_reached_over_its_http_api_and_no_timer_command_is_published() -> None:
+    harness = SagaHarness(profile="platform", participants={"payment": authorizing_payment_service})
+    saga_id = harness.start_order("cust_1", ORDER)
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.COMPLETED
+    assert harness.platform is not None
+    assert harness.platform.timers_started == [{"OrderId": saga.order_id, "CustomerId": "cust_1", "RunnerId": ""}]
+    assert "start_order_timer" not in [command["type"] for command in harness.sent]
+    assert [(row.kind, row.id, row.status) for row in harness.ledger.of_saga(saga_id)] == [
+        (ResourceKind.ORDER, saga.order_id, ResourceStatus.CREATED)
+    ]
+
+
+def test_a_timer_api_that_refuses_fails_the_step() -> None:
+    harness = SagaHarness(
+        profile="platform",
+        knobs=Knobs(fail=Knob.of("timer")),
+        participants={"payment": authorizing_payment_service},
+        policy=POLICY,
+    )
+    saga_id = harness.start_order("cust_1", ORDER)
+    run_out(harness, 2)
+    saga = harness.saga(saga_id)
+    assert saga.status.is_final and saga.status is not SagaStatus.COMPLETED
+    assert any(entry.type == "timer.failed" for entry in saga.history)
+    assert "400" in (saga.error or "")
+
+
+def test_a_silent_timer_api_is_resent_within_the_step_and_then_fails_by_deadline() -> None:
+    harness = SagaHarness(
+        profile="platform",
+        knobs=Knobs(silent=Knob.of("timer")),
+        participants={"payment": authorizing_payment_service},
+        policy=POLICY,
+    )
+    saga_id = harness.start_order("cust_1", ORDER)
+    run_out(harness)
+    saga = harness.saga(saga_id)
+    assert saga.status.is_final and saga.status is not SagaStatus.COMPLETED
+    assert "START_TIMER" in (saga.error or "")
+    assert harness.metrics.get("commands_undelivered") >= 2
+
+
+def test_an_order_the_order_service_cannot_hold_leaves_nothing_behind() -> None:
+    harness = SagaHarness(profile="platform", policy=POLICY)
+    saga_id = harness.start_order("cust_1", {**ORDER, "deliveryLocation": None})
+    run_out(harness)
+    assert harness.saga(saga_id).status.is_final
+    assert harness.ledger.rows() == []
+    creates = [command for command in harness.sent if command["type"] == "create_order"]
+    assert len(creates) == 2 and creates[0]["message_id"] == creates[1]["message_id"]
+
+
+def test_a_resent_create_order_answered_twice_makes_two_orders_in_the_ledger() -> None:
+    harness = SagaHarness(profile="platform", knobs=Knobs(twice=Knob.of("create_order")), policy=POLICY)
+    saga_id = harness.start_order("cust_1", ORDER)
+    run_out(harness, 2)
+    orders = [row for row in harness.ledger.of_saga(saga_id) if row.kind is ResourceKind.ORDER]
+    assert len(orders) == 2 and orders[0].id != orders[1].id
+
+
+def test_a_slow_reply_arrives_after_its_deadline() -> None:
+    harness = SagaHarness(
+        profile="platform", knobs=Knobs(slow=Knob.of("order"), slow_by=timedelta(seconds=25)), policy=POLICY
+    )
+    saga_id = harness.start_order("cust_1", ORDER)
+    assert harness.platform is not None and harness.platform.held() == 1
+    harness.advance(timedelta(seconds=10))  # deadline: re-sent, processed again, also slow
+    assert harness.platform.held() == 2 and len(harness.ledger.of_saga(saga_id)) == 2
+    run_out(harness, 2)
+    assert harness.platform.held() == 0
+    saga = harness.saga(saga_id)
+    assert [entry.type for entry in saga.history].count("order.created") == 2
+
+
+def test_an_unknown_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown profile"):
+        SagaHarness(profile="production")
+    with pytest.raises(AttributeError, match="platform profile"):
+        _ = SagaHarness().ledger
