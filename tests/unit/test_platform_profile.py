@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from saga.adapters.clock import ManualClock
+from saga.adapters.envelope import parse_event
 from saga.adapters.platform_participants import Knob, Knobs, Ledger, PlatformParticipants
-from saga.domain.messages import JsonObject, parse_event
+from saga.domain.messages import JsonObject
 from saga.service_layer.ledger import ResourceKind, ResourceStatus
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
