@@ -21,6 +21,7 @@ from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
     PageCursor,
+    RetryLater,
     UnitOfWorkFactory,
 )
 
@@ -292,7 +293,7 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.sagas.get(saga.id) is None
             assert uow.outbox.pending_count() == 0
-            assert uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE) == []
+            assert uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE) == []
             assert uow.inbox.record("message-1", saga.id, T0)
 
     def test_an_error_inside_the_block_discards_everything(self, uow_factory: UnitOfWorkFactory) -> None:
@@ -490,7 +491,7 @@ class PersistenceContract:
         self.store(uow_factory, saga, commands=[command])
 
         with uow_factory() as uow:
-            [entry] = uow.outbox.claim(T0, 10, LEASE)
+            [entry] = uow.outbox.claim_due(T0, 10, LEASE)
             uow.commit()
 
         assert entry.command == command
@@ -507,8 +508,8 @@ class PersistenceContract:
         self.store(uow_factory, commands=[newest, oldest, middle, future])
 
         with uow_factory() as uow:
-            first = uow.outbox.claim(T0 + timedelta(seconds=5), 2, LEASE)
-            rest = uow.outbox.claim(T0 + timedelta(seconds=5), 10, LEASE)
+            first = uow.outbox.claim_due(T0 + timedelta(seconds=5), 2, LEASE)
+            rest = uow.outbox.claim_due(T0 + timedelta(seconds=5), 10, LEASE)
             uow.commit()
 
         assert [entry.command for entry in first] == [oldest, middle]
@@ -519,13 +520,13 @@ class PersistenceContract:
         self.store(uow_factory, commands=commands)
 
         with uow_factory() as uow:
-            claimed = uow.outbox.claim(T0, 10, LEASE)
+            claimed = uow.outbox.claim_due(T0, 10, LEASE)
             uow.commit()
         with uow_factory() as uow:
-            during_lease = uow.outbox.claim(T0 + LEASE - timedelta(microseconds=1), 10, LEASE)
+            during_lease = uow.outbox.claim_due(T0 + LEASE - timedelta(microseconds=1), 10, LEASE)
             uow.commit()
         with uow_factory() as uow:
-            after_lease = uow.outbox.claim(T0 + LEASE, 10, LEASE)
+            after_lease = uow.outbox.claim_due(T0 + LEASE, 10, LEASE)
             pending = uow.outbox.pending_count()
             uow.commit()
 
@@ -539,45 +540,45 @@ class PersistenceContract:
         self.store(uow_factory, commands=[command])
 
         with uow_factory() as uow:
-            assert len(uow.outbox.claim(T0, 10, LEASE)) == 1
+            assert len(uow.outbox.claim_due(T0, 10, LEASE)) == 1
 
         with uow_factory() as uow:
-            assert [entry.command for entry in uow.outbox.claim(T0, 10, LEASE)] == [command]
+            assert [entry.command for entry in uow.outbox.claim_due(T0, 10, LEASE)] == [command]
 
     def test_sent_entries_are_never_claimed_again(self, uow_factory: UnitOfWorkFactory) -> None:
         commands = [make_command(new_id()) for _ in range(3)]
         self.store(uow_factory, commands=commands)
         with uow_factory() as uow:
-            entries = uow.outbox.claim(T0, 10, LEASE)
+            entries = uow.outbox.claim_due(T0, 10, LEASE)
             uow.commit()
 
         with uow_factory() as uow:
-            uow.outbox.mark_sent([entries[0].id, entries[2].id], T0 + timedelta(seconds=1))
-            uow.outbox.mark_sent([], T0)
+            uow.outbox.settle(T0 + timedelta(seconds=1), delivered=[entries[0].id, entries[2].id])
+            uow.outbox.settle(T0)
             uow.commit()
 
         with uow_factory() as uow:
             assert uow.outbox.pending_count() == 1
-            again = uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE)
+            again = uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE)
         assert [entry.command for entry in again] == [commands[1]]
 
-    def test_retry_later_puts_an_entry_back_at_the_given_time(self, uow_factory: UnitOfWorkFactory) -> None:
+    def test_settling_a_retry_puts_an_entry_back_at_the_given_time(self, uow_factory: UnitOfWorkFactory) -> None:
         command = make_command(new_id())
         self.store(uow_factory, commands=[command])
         with uow_factory() as uow:
-            [entry] = uow.outbox.claim(T0, 10, LEASE)
+            [entry] = uow.outbox.claim_due(T0, 10, LEASE)
             uow.commit()
         retry_at = T0 + timedelta(seconds=3)  # sooner than the lease would end
 
         with uow_factory() as uow:
-            uow.outbox.retry_later(entry.id, retry_at, "broker unavailable")
+            uow.outbox.settle(T0, retry=[RetryLater(entry.id, retry_at, "broker unavailable")])
             uow.commit()
 
         with uow_factory() as uow:
-            too_soon = uow.outbox.claim(retry_at - timedelta(microseconds=1), 10, LEASE)
-            [retried] = uow.outbox.claim(retry_at, 10, LEASE)
-            uow.outbox.retry_later(retried.id, retry_at, "still unavailable")
-            [third] = uow.outbox.claim(retry_at, 10, LEASE)
+            too_soon = uow.outbox.claim_due(retry_at - timedelta(microseconds=1), 10, LEASE)
+            [retried] = uow.outbox.claim_due(retry_at, 10, LEASE)
+            uow.outbox.settle(retry_at, retry=[RetryLater(retried.id, retry_at, "still unavailable")])
+            [third] = uow.outbox.claim_due(retry_at, 10, LEASE)
             assert uow.outbox.pending_count() == 1
             uow.commit()
 
@@ -594,14 +595,14 @@ class PersistenceContract:
             uow.commit()
 
         with uow_factory() as uow:
-            [entry, *_] = uow.outbox.claim(T0, 10, LEASE)
-            uow.outbox.mark_sent([entry.id], T0)
+            [entry, *_] = uow.outbox.claim_due(T0, 10, LEASE)
+            uow.outbox.settle(T0, delivered=[entry.id])
             uow.commit()
 
         with uow_factory() as uow:
             assert uow.outbox.pending_count() == 3
 
-    def test_held_commands_wait_for_their_hold_and_mark_delivered_takes_them_out(
+    def test_held_commands_wait_for_their_hold_and_are_claimed_by_message_id(
         self, uow_factory: UnitOfWorkFactory
     ) -> None:
         held, other = make_command(new_id()), make_command(new_id())
@@ -612,29 +613,50 @@ class PersistenceContract:
             uow.commit()
 
         with uow_factory() as uow:
-            assert uow.outbox.claim(hold_until - timedelta(microseconds=1), 10, LEASE) == []
-            uow.outbox.mark_delivered([held.message_id, new_id()], T0)
-            uow.outbox.mark_delivered([], T0)
+            assert uow.outbox.claim_due(hold_until - timedelta(microseconds=1), 10, LEASE) == []
+            [entry] = uow.outbox.claim_by_message_ids([held.message_id, new_id()])
+            assert uow.outbox.claim_by_message_ids([]) == []
+            uow.outbox.settle(T0, delivered=[entry.id])
+            uow.outbox.settle(T0)
             uow.commit()
 
         with uow_factory() as uow:
-            after_hold = uow.outbox.claim(hold_until, 10, LEASE)
+            after_hold = uow.outbox.claim_due(hold_until, 10, LEASE)
             assert uow.outbox.pending_count() == 1
             assert not uow.outbox.awaiting_delivery(held.message_id)
+            assert uow.outbox.claim_by_message_ids([held.message_id]) == []  # delivered: never again
+        assert (entry.command, entry.attempts) == (held, 0)
         assert [entry.command for entry in after_hold] == [other]  # its process never sent it
 
-    def test_reschedule_ends_a_hold_and_counts_the_attempt(self, uow_factory: UnitOfWorkFactory) -> None:
+    def test_claiming_by_message_id_takes_every_unsent_copy_in_the_order_added(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        first, second, withdrawn = make_command(new_id()), make_command(new_id()), make_command(new_id())
+        resend = Command(first.type, first.saga_id, first.payload, first.message_id, T0 + timedelta(seconds=30))
+        self.store(uow_factory, commands=[first, second, withdrawn])
+        with uow_factory() as uow:
+            uow.outbox.add([resend])
+            uow.outbox.discard_unsent(withdrawn.saga_id, T0)
+            uow.commit()
+
+        with uow_factory() as uow:
+            claimed = uow.outbox.claim_by_message_ids([second.message_id, withdrawn.message_id, first.message_id])
+
+        assert [entry.command for entry in claimed] == [first, second, resend]
+
+    def test_settling_a_retry_ends_a_hold_and_counts_the_attempt(self, uow_factory: UnitOfWorkFactory) -> None:
         held = make_command(new_id())
         with uow_factory() as uow:
             uow.outbox.add([held], hold_until=T0 + timedelta(hours=1))
             uow.commit()
         with uow_factory() as uow:
-            uow.outbox.reschedule([held.message_id], T0 + timedelta(seconds=1), "broker unavailable")
-            uow.outbox.reschedule([], T0, "nothing")
+            [claimed] = uow.outbox.claim_by_message_ids([held.message_id])
+            uow.outbox.settle(T0, retry=[RetryLater(claimed.id, T0 + timedelta(seconds=1), "broker unavailable")])
+            uow.outbox.settle(T0, retry=[])
             uow.commit()
         with uow_factory() as uow:
-            assert uow.outbox.claim(T0, 10, LEASE) == []
-            [entry] = uow.outbox.claim(T0 + timedelta(seconds=1), 10, LEASE)
+            assert uow.outbox.claim_due(T0, 10, LEASE) == []
+            [entry] = uow.outbox.claim_due(T0 + timedelta(seconds=1), 10, LEASE)
         assert entry.command == held and entry.attempts == 1
 
     def test_awaiting_delivery_is_true_only_while_a_copy_is_unsent(self, uow_factory: UnitOfWorkFactory) -> None:
@@ -645,8 +667,8 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.outbox.awaiting_delivery(command.message_id)
             assert not uow.outbox.awaiting_delivery(new_id())
-            [entry] = uow.outbox.claim(T0, 10, LEASE)
-            uow.outbox.mark_sent([entry.id], T0)
+            [entry] = uow.outbox.claim_due(T0, 10, LEASE)
+            uow.outbox.settle(T0, delivered=[entry.id])
             assert not uow.outbox.awaiting_delivery(command.message_id)
             uow.outbox.add([resend])  # a re-send keeps its message_id
             assert uow.outbox.awaiting_delivery(command.message_id)
@@ -657,8 +679,8 @@ class PersistenceContract:
         sent, unsent, other = make_command(saga_id), make_command(saga_id), make_command(other_saga)
         self.store(uow_factory, commands=[sent, unsent, other])
         with uow_factory() as uow:
-            first = uow.outbox.claim(T0, 1, LEASE)
-            uow.outbox.mark_sent([first[0].id], T0)
+            first = uow.outbox.claim_due(T0, 1, LEASE)
+            uow.outbox.settle(T0, delivered=[first[0].id])
             uow.commit()
         assert first[0].command == sent
 
@@ -668,7 +690,7 @@ class PersistenceContract:
             uow.commit()
 
         with uow_factory() as uow:
-            remaining = uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE)
+            remaining = uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE)
             assert not uow.outbox.awaiting_delivery(unsent.message_id)
         assert [entry.command for entry in remaining] == [other]
 
@@ -676,9 +698,9 @@ class PersistenceContract:
         commands = [make_command(new_id()) for _ in range(4)]
         self.store(uow_factory, commands=commands)
         with uow_factory() as uow:
-            entries = uow.outbox.claim(T0, 10, LEASE)
-            uow.outbox.mark_sent([entries[0].id, entries[1].id], T0)
-            uow.outbox.mark_sent([entries[2].id], T0 + timedelta(hours=2))
+            entries = uow.outbox.claim_due(T0, 10, LEASE)
+            uow.outbox.settle(T0, delivered=[entries[0].id, entries[1].id])
+            uow.outbox.settle(T0 + timedelta(hours=2), delivered=[entries[2].id])
             uow.commit()
 
         with uow_factory() as uow:
@@ -687,7 +709,7 @@ class PersistenceContract:
         with uow_factory() as uow:
             again = uow.outbox.purge_sent(T0 + timedelta(hours=1), 10)
             pending = uow.outbox.pending_count()
-            unsent = uow.outbox.claim(T0 + timedelta(days=1), 10, LEASE)
+            unsent = uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE)
 
         assert purged in (0, 2)  # a store that keeps no sent entries has nothing to purge
         assert again == 0
@@ -737,7 +759,7 @@ class PersistenceContract:
 
         assert self.load(uow_factory, saga.id) == saga
         with uow_factory() as uow:
-            assert [entry.command for entry in uow.outbox.claim(T0, 10, LEASE)] == [command]
+            assert [entry.command for entry in uow.outbox.claim_due(T0, 10, LEASE)] == [command]
             assert uow.inbox.record("message-2", saga.id, T0) is False
 
     def test_a_message_consumed_twice_at_once_takes_effect_once(self, uow_factory: UnitOfWorkFactory) -> None:
@@ -812,7 +834,7 @@ class OverlappingTransactionsContract:
             def run() -> None:
                 with uow_factory() as uow:
                     rendezvous.wait()
-                    claims[name] = [entry.id for entry in uow.outbox.claim(T0 + timedelta(minutes=1), 4, LEASE)]
+                    claims[name] = [entry.id for entry in uow.outbox.claim_due(T0 + timedelta(minutes=1), 4, LEASE)]
                     # Neither commits before both have claimed: the claims overlap in time.
                     rendezvous.wait()
                     uow.commit()
@@ -825,5 +847,22 @@ class OverlappingTransactionsContract:
         assert len(claims["a"]) + len(claims["b"]) == 6
         assert max(len(claims["a"]), len(claims["b"])) <= 4
         with uow_factory() as uow:
-            assert uow.outbox.claim(T0 + timedelta(minutes=1), 10, LEASE) == []
+            assert uow.outbox.claim_due(T0 + timedelta(minutes=1), 10, LEASE) == []
             assert uow.outbox.pending_count() == 6
+
+    def test_a_claim_by_message_id_skips_entries_another_unit_of_work_holds(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        held, free = make_command(new_id()), make_command(new_id())
+        with uow_factory() as uow:
+            uow.outbox.add([held, free])
+            uow.commit()
+
+        with uow_factory() as relay:
+            [entry] = relay.outbox.claim_by_message_ids([held.message_id])
+            with uow_factory() as other_relay:
+                claimed = other_relay.outbox.claim_by_message_ids([held.message_id, free.message_id])
+                other_relay.commit()
+
+        assert entry.command == held
+        assert [entry.command for entry in claimed] == [free]

@@ -14,7 +14,7 @@ from saga.adapters.envelope import decode_event
 from saga.adapters.kafka_consumer import InboundRecord, KafkaUnavailable
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.entrypoints.kafka_events import ATTEMPTS_BEFORE_DEAD_LETTER, KafkaEventSource
-from saga.service_layer.intake import EventIntake
+from saga.service_layer.receiver import EventReceiver
 from saga.testing import SagaHarness
 
 
@@ -42,7 +42,7 @@ def test_a_record_the_dead_letter_topic_refuses_is_never_passed_until_it_is_dead
 ) -> None:
     harness = SagaHarness()
     source = KafkaEventSource(
-        KafkaSettings(), EventIntake(harness.orchestrator, harness.metrics, decode_event), harness.metrics
+        KafkaSettings(), EventReceiver(harness.orchestrator, harness.metrics, decode_event), harness.metrics
     )
     refusals = 4 * ATTEMPTS_BEFORE_DEAD_LETTER
     consumer: Any = RefusingDeadLetters(refusals)

@@ -1,33 +1,23 @@
-"""The in-memory store held to the persistence contract, and to what database locks would do."""
+"""The in-memory store held to the persistence contract, and to how its units of work take turns."""
 
 from __future__ import annotations
 
+import threading
+import time
 from functools import partial
 
 import pytest
-from tests.unit.persistence_contract import (
-    LEASE,
-    T0,
-    OverlappingTransactionsContract,
-    PersistenceContract,
-    make_command,
-    make_saga,
-)
+from tests.unit.persistence_contract import RENDEZVOUS_TIMEOUT, PersistenceContract, make_saga
 
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
-from saga.domain.saga import SagaStatus
-from saga.ports.persistence import ConcurrencyConflict, DuplicateSaga, UnitOfWorkFactory
+from saga.ports.persistence import StorageUnavailable, UnitOfWorkFactory
 
 
-class TestInMemoryStore(PersistenceContract, OverlappingTransactionsContract):
+class TestInMemoryStore(PersistenceContract):
     @pytest.fixture
     def uow_factory(self) -> UnitOfWorkFactory:
         store = InMemoryStore()
         return partial(InMemoryUnitOfWork, store)
-
-
-# Interleavings PostgreSQL resolves by making the second writer wait for the first; the
-# in-memory store does not block, so it must catch the same conflicts at commit.
 
 
 @pytest.fixture
@@ -35,69 +25,52 @@ def store() -> InMemoryStore:
     return InMemoryStore()
 
 
-def test_a_conflict_not_visible_at_save_is_caught_at_commit(store: InMemoryStore) -> None:
+def test_a_unit_of_work_waits_for_the_one_before_it(store: InMemoryStore) -> None:
     saga = make_saga()
-    with InMemoryUnitOfWork(store) as uow:
-        uow.sagas.add(saga)
-        uow.commit()
-    first, second = InMemoryUnitOfWork(store), InMemoryUnitOfWork(store)
-    with first, second:
-        mine, theirs = first.sagas.get(saga.id), second.sagas.get(saga.id)
-        assert mine is not None and theirs is not None
-        mine.error, theirs.error = "first", "second"
-        first.sagas.save(mine)
-        second.sagas.save(theirs)
-        first.commit()
-        with pytest.raises(ConcurrencyConflict):
-            second.commit()
+    seen: list[object] = []
 
-    with InMemoryUnitOfWork(store) as uow:
-        stored = uow.sagas.get(saga.id)
-    assert stored is not None and stored.error == "first" and stored.version == 1
+    def read() -> None:
+        with InMemoryUnitOfWork(store, read_only=True) as uow:
+            seen.append(uow.sagas.get(saga.id))
 
+    reader = threading.Thread(target=read)
+    with InMemoryUnitOfWork(store) as writer:
+        writer.sagas.add(saga)
+        reader.start()
+        time.sleep(0.2)
+        assert reader.is_alive() and seen == []
+        writer.commit()
+    reader.join(timeout=RENDEZVOUS_TIMEOUT)
 
-def test_an_id_taken_after_add_is_a_duplicate_saga_at_commit(store: InMemoryStore) -> None:
-    saga = make_saga()
-    first, second = InMemoryUnitOfWork(store), InMemoryUnitOfWork(store)
-    with first, second:
-        first.sagas.add(saga)
-        second.sagas.add(make_saga(saga.id, status=SagaStatus.STARTED))
-        first.commit()
-        with pytest.raises(DuplicateSaga):
-            second.commit()
-
-    with InMemoryUnitOfWork(store) as uow:
-        assert uow.sagas.get(saga.id) == saga
+    assert seen == [saga]
 
 
-def test_a_message_recorded_by_two_units_of_work_commits_once(store: InMemoryStore) -> None:
-    first, second = InMemoryUnitOfWork(store), InMemoryUnitOfWork(store)
-    with first, second:
-        assert first.inbox.record("message-1", "saga-1", T0)
-        assert second.inbox.record("message-1", "saga-1", T0)
-        first.commit()
-        with pytest.raises(ConcurrencyConflict):
-            second.commit()
+def test_a_store_held_past_the_busy_timeout_is_storage_unavailable() -> None:
+    store = InMemoryStore(busy_timeout=0.05)
+    outcome: list[BaseException] = []
+
+    def try_to_enter() -> None:
+        try:
+            with InMemoryUnitOfWork(store):
+                pass
+        except StorageUnavailable as error:
+            outcome.append(error)
+
+    with InMemoryUnitOfWork(store):
+        other = threading.Thread(target=try_to_enter)
+        other.start()
+        other.join(timeout=RENDEZVOUS_TIMEOUT)
+
+    assert len(outcome) == 1
 
 
-def test_marking_sent_is_not_undone_by_a_later_claim_of_the_same_entry(store: InMemoryStore) -> None:
-    """A relay whose lease ran out still marks its entry sent; another relay's claim,
-    committed afterwards, must not bring the entry back (an SQL UPDATE changes only
-    the columns it names)."""
-    with InMemoryUnitOfWork(store) as uow:
-        uow.outbox.add([make_command("saga-1")])
-        uow.commit()
-    with InMemoryUnitOfWork(store) as slow_relay:
-        [entry] = slow_relay.outbox.claim(T0, 10, LEASE)
-        slow_relay.commit()
+def test_a_second_unit_of_work_in_the_same_thread_fails_at_once(store: InMemoryStore) -> None:
+    with InMemoryUnitOfWork(store), pytest.raises(RuntimeError, match="already holds"), InMemoryUnitOfWork(store):
+        pass
+    with InMemoryUnitOfWork(store) as uow:  # the store was let go
+        assert uow.sagas.get("anything") is None
 
-    with InMemoryUnitOfWork(store) as second_relay:
-        assert [claimed.id for claimed in second_relay.outbox.claim(T0 + LEASE, 10, LEASE)] == [entry.id]
-        with InMemoryUnitOfWork(store) as slow_relay:
-            slow_relay.outbox.mark_sent([entry.id], T0 + LEASE)
-            slow_relay.commit()
-        second_relay.commit()
 
-    with InMemoryUnitOfWork(store) as uow:
-        assert uow.outbox.pending_count() == 0
-        assert uow.outbox.claim(T0 + 10 * LEASE, 10, LEASE) == []
+def test_a_unit_of_work_used_outside_its_block_says_so(store: InMemoryStore) -> None:
+    with pytest.raises(RuntimeError, match="outside"):
+        InMemoryUnitOfWork(store).sagas.get("anything")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import (
     JSON,
@@ -55,6 +55,7 @@ from saga.ports.persistence import (
     OutboxEntry,
     PageCursor,
     PersistenceError,
+    RetryLater,
     SagaPage,
     SagaRepository,
     StorageUnavailable,
@@ -194,29 +195,40 @@ INSERT_SAGA = sagas.insert()
 SELECT_SAGA = select(sagas).where(sagas.c.id == bindparam("saga_id"))
 UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
 INSERT_OUTBOX = outbox.insert()
-LEASE_OUTBOX = outbox.update().where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
-MARK_OUTBOX_SENT = LEASE_OUTBOX.values(sent_at=bindparam("now"), leased_until=None)
-RETRY_OUTBOX = (
+CLAIMED_COLUMNS = (
+    outbox.c.id,
+    outbox.c.message_id,
+    outbox.c.saga_id,
+    outbox.c.command_type,
+    outbox.c.payload,
+    outbox.c.created_at,
+    outbox.c.attempts,
+)
+# SKIP LOCKED lets concurrent relays take disjoint batches without waiting for each
+# other, and leaves out what a saga withdrawing its commands holds; SQLite has no row
+# locks (BEGIN IMMEDIATE serialises its writers) and ignores it.
+CLAIM_BY_MESSAGE_IDS = (
+    select(*CLAIMED_COLUMNS)
+    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.id)
+    .with_for_update(skip_locked=True)
+)
+LEASE_OUTBOX = (
     outbox.update()
-    .where(outbox.c.id == bindparam("entry_id"))
+    .where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
+    .values(leased_until=bindparam("until"))
+)
+SETTLE_DELIVERED = (
+    outbox.update()
+    .where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
+    .values(sent_at=bindparam("now"), leased_until=None)
+)
+SETTLE_RETRY = (
+    outbox.update()
+    .where(outbox.c.id == bindparam("entry_id"), outbox.c.sent_at.is_(None))
     .values(
         available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error")
     )
-)
-TAKE_UNSENT = (
-    select(outbox.c.message_id)
-    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
-    .with_for_update(skip_locked=True)
-)
-MARK_DELIVERED = (
-    outbox.update()
-    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
-    .values(sent_at=bindparam("now"), leased_until=None)
-)
-RESCHEDULE = (
-    outbox.update()
-    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
-    .values(available_at=bindparam("at"), attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
 )
 UNSENT_WITH_MESSAGE_ID = (
     select(outbox.c.id).where(outbox.c.message_id == bindparam("message_id"), outbox.c.sent_at.is_(None)).limit(1)
@@ -389,6 +401,11 @@ def _saga_from_row(row: Row[Any]) -> CreateOrderSaga:
     )
 
 
+def _outbox_entry(row: Row[Unpack[tuple[Any, ...]]]) -> OutboxEntry:
+    command = Command(row.command_type, row.saga_id, row.payload, row.message_id, row.created_at)
+    return OutboxEntry(row.id, command, row.attempts)
+
+
 ConnectionSource = Callable[[], Connection]
 
 
@@ -480,19 +497,9 @@ class SqlAlchemyOutbox(Outbox):
         with _translated_errors():
             self._connection().execute(INSERT_OUTBOX, rows)
 
-    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        # SKIP LOCKED lets concurrent relays take disjoint batches without waiting for
-        # each other; SQLite has no row locks (its writers are serialised) and ignores it.
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
         due = (
-            select(
-                outbox.c.id,
-                outbox.c.message_id,
-                outbox.c.saga_id,
-                outbox.c.command_type,
-                outbox.c.payload,
-                outbox.c.created_at,
-                outbox.c.attempts,
-            )
+            select(*CLAIMED_COLUMNS)
             .where(
                 outbox.c.sent_at.is_(None),
                 outbox.c.available_at <= now,
@@ -506,48 +513,25 @@ class SqlAlchemyOutbox(Outbox):
             connection = self._connection()
             rows = connection.execute(due).all()
             if rows:
+                connection.execute(LEASE_OUTBOX, {"entry_ids": [row.id for row in rows], "until": now + lease})
+        return [_outbox_entry(row) for row in rows]
+
+    def claim_by_message_ids(self, message_ids: Sequence[str]) -> list[OutboxEntry]:
+        if not message_ids:
+            return []
+        with _translated_errors():
+            rows = self._connection().execute(CLAIM_BY_MESSAGE_IDS, {"message_ids": list(message_ids)}).all()
+        return [_outbox_entry(row) for row in rows]
+
+    def settle(self, now: datetime, delivered: Sequence[int] = (), retry: Sequence[RetryLater] = ()) -> None:
+        with _translated_errors():
+            connection = self._connection()
+            if delivered:
+                connection.execute(SETTLE_DELIVERED, {"entry_ids": list(delivered), "now": now})
+            if retry:
                 connection.execute(
-                    LEASE_OUTBOX.values(leased_until=bindparam("until")),
-                    {"entry_ids": [row.id for row in rows], "until": now + lease},
+                    SETTLE_RETRY, [{"entry_id": r.entry_id, "at": r.at, "error": r.error} for r in retry]
                 )
-        return [
-            OutboxEntry(
-                row.id,
-                Command(row.command_type, row.saga_id, row.payload, row.message_id, row.created_at),
-                row.attempts,
-            )
-            for row in rows
-        ]
-
-    def mark_sent(self, entry_ids: Sequence[int], now: datetime) -> None:
-        if not entry_ids:
-            return
-        with _translated_errors():
-            self._connection().execute(MARK_OUTBOX_SENT, {"entry_ids": list(entry_ids), "now": now})
-
-    def take(self, message_ids: Sequence[str]) -> set[str]:
-        if not message_ids:
-            return set()
-        # Row locks, skipping rows another transaction holds: a saga withdrawing its
-        # commands, or a relay sending them. SQLite's BEGIN IMMEDIATE already excludes both.
-        with _translated_errors():
-            return set(self._connection().execute(TAKE_UNSENT, {"message_ids": list(message_ids)}).scalars())
-
-    def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:
-        if not message_ids:
-            return
-        with _translated_errors():
-            self._connection().execute(MARK_DELIVERED, {"message_ids": list(message_ids), "now": now})
-
-    def reschedule(self, message_ids: Sequence[str], at: datetime, error: str) -> None:
-        if not message_ids:
-            return
-        with _translated_errors():
-            self._connection().execute(RESCHEDULE, {"message_ids": list(message_ids), "at": at, "error": error})
-
-    def retry_later(self, entry_id: int, at: datetime, error: str) -> None:
-        with _translated_errors():
-            self._connection().execute(RETRY_OUTBOX, {"entry_id": entry_id, "at": at, "error": error})
 
     def awaiting_delivery(self, message_id: str) -> bool:
         with _translated_errors():

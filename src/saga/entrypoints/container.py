@@ -16,16 +16,17 @@ from saga.adapters.simulated_participants import SimulatedParticipants
 from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url
 from saga.domain.messages import Participant
 from saga.entrypoints.config import Settings
+from saga.entrypoints.consumers import EventConsumer, MemoryEventConsumer
 from saga.entrypoints.kafka_events import KafkaEventSource
-from saga.entrypoints.worker import BackgroundWorker, EventSource, MemoryEventPump
+from saga.entrypoints.worker import BackgroundWorker
 from saga.ports.clock import Clock
 from saga.ports.messaging import CommandPublisher
 from saga.ports.persistence import UnitOfWork
-from saga.service_layer.dispatch import DispatchQueue
-from saga.service_layer.intake import EventIntake
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
+from saga.service_layer.receiver import EventReceiver
 from saga.service_layer.relay import OutboxRelay
+from saga.service_layer.relay_queue import RelayQueue
 from saga.service_layer.retention import Retention
 
 
@@ -40,7 +41,7 @@ def counted_engine(url: str, metrics: Metrics) -> Engine:
     return engine
 
 
-def kafka_event_sources(settings: KafkaSettings, intake: EventIntake, metrics: Metrics) -> list[EventSource]:
+def kafka_event_sources(settings: KafkaSettings, intake: EventReceiver, metrics: Metrics) -> list[EventConsumer]:
     return [KafkaEventSource(settings, intake, metrics) for _ in range(settings.consumers)]
 
 
@@ -53,7 +54,7 @@ class Container(containers.DeclarativeContainer):
 
     clock: providers.Provider[Clock] = providers.Singleton(SystemClock)
     metrics = providers.Singleton(Metrics)
-    dispatch_queue = providers.Singleton(DispatchQueue)
+    dispatch_queue = providers.Singleton(RelayQueue)
 
     engine = providers.Singleton(counted_engine, settings.provided.database_url, metrics)
     memory_store = providers.Singleton(InMemoryStore)
@@ -72,7 +73,7 @@ class Container(containers.DeclarativeContainer):
         dispatch=dispatch_queue,
         dispatch_hold=settings.provided.dispatch_hold,
     )
-    intake = providers.Singleton(EventIntake, orchestrator, metrics, providers.Object(decode_event))
+    intake = providers.Singleton(EventReceiver, orchestrator, metrics, providers.Object(decode_event))
 
     simulation = providers.Singleton(SimulatedParticipants, fail_step=settings.provided.simulate_fail_step)
     memory_transport = providers.Singleton(
@@ -89,9 +90,9 @@ class Container(containers.DeclarativeContainer):
             read_timeout=settings.provided.http.read_timeout,
         ),
     )
-    event_sources: providers.Provider[list[EventSource]] = providers.Selector(
+    event_sources: providers.Provider[list[EventConsumer]] = providers.Selector(
         settings.provided.transport,
-        memory=providers.List(providers.Singleton(MemoryEventPump, memory_transport, intake)),
+        memory=providers.List(providers.Singleton(MemoryEventConsumer, memory_transport, intake)),
         # HTTP events arrive as synchronous replies and through POST /api/events: nothing to poll.
         http=providers.List(),
         kafka=providers.Singleton(kafka_event_sources, settings.provided.kafka, intake, metrics),

@@ -39,8 +39,8 @@ from saga.domain.messages import JsonObject, Participant
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga
 from saga.entrypoints.config import Settings
+from saga.entrypoints.consumers import MemoryEventConsumer
 from saga.entrypoints.container import Container, simulated_participant_map
-from saga.entrypoints.worker import MemoryEventPump
 
 MAX_ROUNDS = 10_000
 PROFILES = ("default", "platform")
@@ -93,7 +93,7 @@ class SagaHarness:
         self.orchestrator = container.orchestrator()
         self.metrics = container.metrics()
         self._relay = container.relay()
-        self._pump = MemoryEventPump(self.transport, container.intake())
+        self._pump = MemoryEventConsumer(self.transport, container.intake())
 
     def start_order(self, customer_id: str, order_details: JsonObject, run: bool = True) -> str:
         """Starts a saga and, unless `run` is False, moves it as far as it goes; returns its id."""

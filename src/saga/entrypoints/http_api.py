@@ -28,8 +28,8 @@ from saga.entrypoints.container import Container
 from saga.entrypoints.openapi import OPENAPI
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
 from saga.ports.persistence import PersistenceError
-from saga.service_layer.intake import EventIntake
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
+from saga.service_layer.receiver import EventReceiver
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class SagaApi:
     def __init__(self, container: Container) -> None:
         settings = container.settings()
         self._orchestrator: SagaOrchestrator = container.orchestrator()
-        self._intake: EventIntake = container.intake()
+        self._intake: EventReceiver = container.intake()
         self._container = container
         self._max_body = settings.max_body_bytes
         self._events_token = settings.http.events_token

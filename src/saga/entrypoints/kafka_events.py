@@ -19,8 +19,8 @@ from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, Kaf
 from saga.adapters.kafka_publisher import ensure_topics
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable
-from saga.service_layer.intake import EventIntake
 from saga.service_layer.metrics import Metrics
+from saga.service_layer.receiver import EventReceiver
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ class Backoff:
 
 
 class KafkaEventSource:
-    """Implements the worker's EventSource over the event topics, in the settings' consumer group."""
+    """An EventConsumer over the event topics, in the settings' consumer group."""
 
-    def __init__(self, settings: KafkaSettings, intake: EventIntake, metrics: Metrics) -> None:
+    def __init__(self, settings: KafkaSettings, intake: EventReceiver, metrics: Metrics) -> None:
         self._settings = settings
         self._intake = intake
         self._metrics = metrics

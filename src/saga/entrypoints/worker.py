@@ -10,10 +10,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
-from saga.adapters.memory_transport import InMemoryTransport
-from saga.service_layer.intake import EventIntake
+from saga.entrypoints.consumers import EventConsumer
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay import OutboxRelay
 from saga.service_layer.retention import Retention
@@ -23,41 +21,13 @@ log = logging.getLogger(__name__)
 ERROR_PAUSE_SECONDS = 1.0
 
 
-class EventSource(Protocol):
-    """Feeds events from a transport to the intake until `stop` is set."""
-
-    def run(self, stop: threading.Event) -> None: ...
-
-
-class MemoryEventPump:
-    """Takes the in-memory transport's queued replies to the intake."""
-
-    def __init__(self, transport: InMemoryTransport, intake: EventIntake) -> None:
-        self._transport = transport
-        self._intake = intake
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            raw = self._transport.next_event(timeout=0.2)
-            if raw is not None:
-                self._intake.receive(raw, "memory")
-
-    def drain(self) -> int:
-        """Applies every queued event without waiting; returns how many."""
-        handled = 0
-        while (raw := self._transport.next_event()) is not None:
-            self._intake.receive(raw, "memory")
-            handled += 1
-        return handled
-
-
 class BackgroundWorker:
     def __init__(
         self,
         relay: OutboxRelay,
         orchestrator: SagaOrchestrator,
         wakeup: threading.Event,
-        sources: Sequence[EventSource],
+        sources: Sequence[EventConsumer],
         relay_poll_seconds: float,
         sweep_interval_seconds: float,
         retention: Retention | None = None,
@@ -132,5 +102,5 @@ class BackgroundWorker:
         while not self._stop.wait(self._retention_interval_seconds):
             self._retention.prune()
 
-    def _source_loop(self, source: EventSource) -> Callable[[], None]:
+    def _source_loop(self, source: EventConsumer) -> Callable[[], None]:
         return lambda: source.run(self._stop)

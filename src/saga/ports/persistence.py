@@ -78,24 +78,41 @@ class SagaRepository(ABC):
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """A command waiting in the outbox, as claimed by a relay."""
+    """A command in the outbox, as a relay claimed it: `id` is the entry's, `attempts` the
+    failed sends so far."""
 
     id: int
     command: Command
     attempts: int
 
 
+@dataclass(frozen=True)
+class RetryLater:
+    """How a relay settles an entry it could not deliver: due again `at`, after `error`."""
+
+    entry_id: int
+    at: datetime
+    error: str
+
+
 class Outbox(ABC):
+    """Commands written with their saga's change, until a relay hands them to the transport.
+
+    A relay works in one way: it claims entries (those that are due, or those whose
+    message_ids its own process just committed), sends them inside the same unit of
+    work, and settles each one as delivered or to be retried later.
+    """
+
     @abstractmethod
     def add(self, commands: Sequence[Command], hold_until: datetime | None = None) -> None:
         """Queues commands; they become visible to relays when the unit of work commits.
 
-        With `hold_until`, relays leave them alone until then: the process that wrote
-        them hands them over itself right after the commit, and marks them delivered.
+        With `hold_until`, claiming by due time leaves them alone until then: the process
+        that wrote them claims them by message_id right after the commit.
         """
 
     @abstractmethod
-    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
         """Takes up to `limit` unsent entries that are due, oldest first, locked for this
         unit of work (skipping entries another one holds).
 
@@ -104,28 +121,21 @@ class Outbox(ABC):
         """
 
     @abstractmethod
-    def mark_sent(self, entry_ids: Sequence[int], now: datetime) -> None:
-        """Records that these entries reached the transport."""
+    def claim_by_message_ids(self, message_ids: Sequence[str]) -> list[OutboxEntry]:
+        """Takes the unsent entries with these message_ids, held or not, locked for this
+        unit of work, in the order they were added.
+
+        An entry already sent, withdrawn, or being sent by another relay is left out, so
+        a command is never handed over twice or after its saga moved on. Unknown ids are
+        ignored.
+        """
 
     @abstractmethod
-    def take(self, message_ids: Sequence[str]) -> set[str]:
-        """Locks the unsent commands with these message_ids for this unit of work and
-        returns the message_ids it got. A command already sent, withdrawn, or being sent
-        by another relay is left out, so it is never handed over twice or after its saga
-        moved on; the lock lasts until the unit of work ends."""
-
-    @abstractmethod
-    def mark_delivered(self, message_ids: Sequence[str], now: datetime) -> None:
-        """Records that the commands with these message_ids reached the transport."""
-
-    @abstractmethod
-    def reschedule(self, message_ids: Sequence[str], at: datetime, error: str) -> None:
-        """Makes the unsent commands with these message_ids due at `at` (ending any hold),
-        after their process failed to hand them over itself."""
-
-    @abstractmethod
-    def retry_later(self, entry_id: int, at: datetime, error: str) -> None:
-        """Puts an entry back, due again at `at`, after a failed send."""
+    def settle(self, now: datetime, delivered: Sequence[int] = (), retry: Sequence[RetryLater] = ()) -> None:
+        """Records the outcome of sending claimed entries (by entry id): `delivered` reached
+        the transport at `now` and are never claimed again; each of `retry` is due again
+        at its `at` (ending any hold or lease), with one more attempt counted and its error
+        kept."""
 
     @abstractmethod
     def awaiting_delivery(self, message_id: str) -> bool:

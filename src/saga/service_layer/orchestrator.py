@@ -18,8 +18,8 @@ from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.ports.clock import Clock
 from saga.ports.persistence import ConcurrencyConflict, PageCursor, SagaPage, UnitOfWork, UnitOfWorkFactory
-from saga.service_layer.dispatch import DispatchQueue
 from saga.service_layer.metrics import Metrics
+from saga.service_layer.relay_queue import RelayQueue
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class SagaOrchestrator:
         policy: SagaPolicy,
         metrics: Metrics,
         limits: OrderLimits = OrderLimits(),
-        dispatch: DispatchQueue | None = None,
+        dispatch: RelayQueue | None = None,
         dispatch_hold: timedelta = timedelta(seconds=5),
     ) -> None:
         self._uow_factory = uow_factory

@@ -1,12 +1,13 @@
 """The outbox relay: hands committed commands to the transport and records their delivery.
 
-Two paths lead out. Commands this process just committed come from its dispatch
-queue and go out at once (one transaction records a whole batch as delivered).
-Everything else (commands whose hold ran out because their process died or their
-send failed, re-sends, other processes' leftovers) is claimed from the outbox
-with a lease, so several relays share it without sending an entry twice in the
-normal case. Delivery is at least once: a crash after sending and before
-recording it sends the command again, with the same message_id, which
+One way out: claim outbox entries, send them inside the unit of work that claimed
+them, settle each as delivered or to be retried. What is claimed differs only in
+how it is found: the message_ids this process just committed (from its relay
+queue, at once), or the entries that are due (their hold or retry time came: a
+process that died or failed to send, re-sends, other processes' leftovers), each
+claimed with a lease so several relays share the outbox without sending an entry
+twice in the normal case. Delivery is at least once: a crash after sending and
+before settling sends the command again, with the same message_id, which
 participants deduplicate.
 """
 
@@ -14,16 +15,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from saga.domain.messages import Command, Event
 from saga.ports.clock import Clock
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
-from saga.ports.persistence import OutboxEntry, UnitOfWorkFactory
-from saga.service_layer.dispatch import DispatchQueue
+from saga.ports.persistence import Outbox, OutboxEntry, RetryLater, UnitOfWorkFactory
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
+from saga.service_layer.relay_queue import RelayQueue
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class OutboxRelay:
         orchestrator: SagaOrchestrator,
         clock: Clock,
         metrics: Metrics,
-        dispatch: DispatchQueue | None = None,
+        dispatch: RelayQueue | None = None,
         batch_size: int = 100,
         lease: timedelta = timedelta(seconds=30),
         retry_base: timedelta = timedelta(milliseconds=200),
@@ -66,52 +67,38 @@ class OutboxRelay:
             handled += self.send_due()
         return handled
 
-    # Each path sends inside the transaction that holds its outbox rows, so a saga that
-    # withdraws a command (it started undoing) waits for a send in progress and its
-    # compensation always leaves after the command it undoes.
-
     def send_fresh(self) -> int:
         """Sends a batch of the commands this process just committed; returns how many."""
         if self._dispatch is None:
             return 0
-        commands = self._dispatch.take(self._batch_size)
-        if not commands:
+        message_ids = self._dispatch.take(self._batch_size)
+        if not message_ids:
             return 0
-        with self._uow_factory() as uow:
-            taken = uow.outbox.take([command.message_id for command in commands])
-            commands = [command for command in commands if command.message_id in taken]
-            results = self._publisher.publish(commands) if commands else []
-            now = self._clock.now()
-            delivered: list[str] = []
-            undelivered: list[str] = []
-            for command, result in zip(commands, results, strict=True):
-                (undelivered if isinstance(result, Undelivered) else delivered).append(command.message_id)
-            reason = next((r.reason for r in results if isinstance(r, Undelivered)), "")
-            uow.outbox.mark_delivered(delivered, now)
-            # The claim path retries these, with backoff, from now on.
-            uow.outbox.reschedule(undelivered, now + self._retry_delay(0), reason)
-            uow.commit()
-        if undelivered:
-            self._metrics.count("commands_undelivered", len(undelivered))
-            log.warning("%d command(s) not delivered (%s); the outbox retries them", len(undelivered), reason)
-        self._finish(commands, results, now)
-        return len(commands)
+        return self._send(lambda outbox, now: outbox.claim_by_message_ids(message_ids))
 
     def send_due(self) -> int:
         """Sends a batch of outbox entries whose hold or retry time has come; returns how many."""
+        return self._send(lambda outbox, now: outbox.claim_due(now, self._batch_size, self._lease))
+
+    def _send(self, claim: Callable[[Outbox, datetime], list[OutboxEntry]]) -> int:
+        # The send happens inside the transaction that holds the claimed rows, so a saga
+        # that withdraws a command (it started undoing) waits for a send in progress and
+        # its compensation always leaves after the command it undoes.
         with self._uow_factory() as uow:
-            entries = uow.outbox.claim(self._clock.now(), self._batch_size, self._lease)
+            entries = claim(uow.outbox, self._clock.now())
             if not entries:
                 return 0
-            commands = [entry.command for entry in entries]
-            results = self._publisher.publish(commands)
+            # One send per message_id: a re-send and its unsent original are one command.
+            commands = list({entry.command.message_id: entry.command for entry in entries}.values())
+            results = dict(zip((c.message_id for c in commands), self._publisher.publish(commands), strict=True))
             now = self._clock.now()
-            sent: list[int] = []
-            for entry, result in zip(entries, results, strict=True):
+            delivered: list[int] = []
+            retry: list[RetryLater] = []
+            for entry in entries:
+                result = results[entry.command.message_id]
                 if isinstance(result, Undelivered) and not self._expired(entry, result, now):
                     delay = self._retry_delay(entry.attempts)
-                    uow.outbox.retry_later(entry.id, now + delay, result.reason)
-                    self._metrics.count("commands_undelivered")
+                    retry.append(RetryLater(entry.id, now + delay, result.reason))
                     log.warning(
                         "command %s of saga %s not delivered (%s); retry in %.1fs",
                         entry.command.type,
@@ -120,10 +107,12 @@ class OutboxRelay:
                         delay.total_seconds(),
                     )
                 else:
-                    sent.append(entry.id)
-            uow.outbox.mark_sent(sent, now)
+                    delivered.append(entry.id)
+            uow.outbox.settle(now, delivered, retry)
             uow.commit()
-        self._finish(commands, results, now)
+        if retry:
+            self._metrics.count("commands_undelivered", len(retry))
+        self._finish(commands, [results[command.message_id] for command in commands], now)
         return len(entries)
 
     def _expired(self, entry: OutboxEntry, result: Undelivered, now: datetime) -> bool:

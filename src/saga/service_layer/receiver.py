@@ -1,4 +1,9 @@
-"""Event intake: raw bytes from any transport become an applied event, or a clear verdict why not."""
+"""The event receiver: every transport hands it participants' event messages.
+
+Raw bytes become an applied event, or a clear verdict why not (a bad message, or
+one naming no saga), which the transport turns into its own answer: an HTTP status,
+a dead letter.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class IntakeResult:
+class Receipt:
     outcome: EventOutcome | None
     """What applying did; None when the message was bad."""
     problem: str | None = None
     """Why the message was rejected: bad, or naming no saga."""
 
 
-class EventIntake:
+class EventReceiver:
     def __init__(
         self, orchestrator: SagaOrchestrator, metrics: Metrics, decode: Callable[[bytes | str], Event]
     ) -> None:
@@ -30,18 +35,18 @@ class EventIntake:
         self._decode = decode
         """The wire format: raw bytes to an Event, raising BadMessage saying why."""
 
-    def receive(self, raw: bytes | str, source: str = "") -> IntakeResult:
+    def receive(self, raw: bytes | str, source: str = "") -> Receipt:
         try:
             event = self._decode(raw)
         except BadMessage as bad:
             self._metrics.count("events_bad")
             log.warning("bad event%s: %s", f" from {source}" if source else "", bad)
-            return IntakeResult(None, str(bad))
+            return Receipt(None, str(bad))
         return self.apply(event, source)
 
-    def apply(self, event: Event, source: str = "") -> IntakeResult:
+    def apply(self, event: Event, source: str = "") -> Receipt:
         outcome = self._orchestrator.apply_event(event)
         if outcome is EventOutcome.UNKNOWN_SAGA:
             log.warning("event %s%s names no saga: %s", event.type, f" from {source}" if source else "", event.saga_id)
-            return IntakeResult(outcome, f"no saga {event.saga_id}")
-        return IntakeResult(outcome)
+            return Receipt(outcome, f"no saga {event.saga_id}")
+        return Receipt(outcome)
