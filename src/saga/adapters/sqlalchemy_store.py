@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -401,7 +401,7 @@ def _saga_from_row(row: Row[Any]) -> CreateOrderSaga:
     )
 
 
-def _outbox_entry(row: Row[Unpack[tuple[Any, ...]]]) -> OutboxEntry:
+def _outbox_entry(row: Row[*tuple[Any, ...]]) -> OutboxEntry:
     command = Command(row.command_type, row.saga_id, row.payload, row.message_id, row.created_at)
     return OutboxEntry(row.id, command, row.attempts)
 
