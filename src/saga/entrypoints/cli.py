@@ -1,4 +1,4 @@
-"""`saga`: serve the API, run a worker, migrate the database, simulate participants."""
+"""`saga`: serve the API, run a worker, migrate the database, simulate participants, audit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from saga.entrypoints.audit_command import add_audit_parser, run_audit
 from saga.entrypoints.config import ConfigError, Settings
 
 
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--received-log", metavar="FILE", help="append each command received (message_id type saga_id), kafka only"
     )
+    add_audit_parser(commands)
     return parser
 
 
@@ -83,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(settings, args)
         if args.command == "simulate":
             return _simulate(settings, args)
+        if args.command == "audit":
+            return run_audit(settings, args)
         return _db(settings, args.db_command)
     except ConfigError as error:
         print(f"saga: configuration error: {error}", file=sys.stderr)
