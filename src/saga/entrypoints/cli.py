@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
         "--received-log", metavar="FILE", help="append each command received (message_id type saga_id), kafka only"
     )
     add_audit_parser(commands)
+
+    from saga.entrypoints import torture
+
+    torture.add_arguments(
+        commands.add_parser("torture", help="a seeded run of sagas under faults against real servers, with invariants")
+    )
     return parser
 
 
@@ -87,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(settings, args)
         if args.command == "audit":
             return run_audit(settings, args)
+        if args.command == "torture":
+            from saga.entrypoints import torture
+
+            return torture.run(args)
         return _db(settings, args.db_command)
     except ConfigError as error:
         print(f"saga: configuration error: {error}", file=sys.stderr)
