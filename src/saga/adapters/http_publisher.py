@@ -10,7 +10,7 @@ with exponential backoff and jitter, so one dead participant never holds the rel
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -46,8 +46,10 @@ class HttpCommandPublisher(CommandPublisher):
         read_timeout: float = 10.0,
         max_parallel: int = 8,
         max_reply_bytes: int = 1024 * 1024,
+        participants: Collection[Participant] = tuple(Participant),
     ) -> None:
-        missing = [participant.value for participant in Participant if not service_urls.get(participant)]
+        """`participants`: those this transport serves (each needs a URL); the others have their own."""
+        missing = [participant.value for participant in participants if not service_urls.get(participant)]
         if missing:
             raise ValueError(f"no service URL for {', '.join(missing)}")
         self._command_urls = {participant: url.rstrip("/") + "/commands" for participant, url in service_urls.items()}

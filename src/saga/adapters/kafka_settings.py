@@ -56,6 +56,8 @@ class KafkaSettings:
     """The relay already hands the producer whole batches; lingering only delays each step."""
     retry_backoff_max_ms: int = 10_000
     """Longest pause between attempts while the broker or the database cannot be reached."""
+    event_participants: tuple[Participant, ...] = tuple(Participant)
+    """Whose event topics are consumed: the participants reached over Kafka."""
 
     def __post_init__(self) -> None:
         """Raises InvalidKafkaSettings, naming the fields, for values the client would refuse."""
@@ -88,4 +90,4 @@ class KafkaSettings:
         return self.topics[f"{participant.value}_commands"]
 
     def event_topics(self) -> list[str]:
-        return [self.topics[f"{participant.value}_events"] for participant in Participant]
+        return [self.topics[f"{participant.value}_events"] for participant in self.event_participants]

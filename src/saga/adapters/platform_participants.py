@@ -220,6 +220,8 @@ class PlatformParticipants:
 
     keyed_replies = False
     """The platform's services publish without a record key."""
+    kafka_participants = (Participant.ORDER, Participant.USER, Participant.PAYMENT)
+    """No service reads timer_commands: the timer is an HTTP API."""
 
     def __init__(
         self,

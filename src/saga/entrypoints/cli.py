@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from saga.entrypoints.audit_command import add_audit_parser, run_audit
 from saga.entrypoints.config import ConfigError, Settings
+from saga.entrypoints.simulate_platform import add_platform_options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--received-log", metavar="FILE", help="append each command received (message_id type saga_id), kafka only"
     )
+    add_platform_options(simulate)
     add_audit_parser(commands)
 
     from saga.entrypoints import torture

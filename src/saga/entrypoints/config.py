@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -133,6 +133,22 @@ class Environment(BaseSettings):
         10.0, "how long a participant may take to answer a command", ge=0.001, le=HOUR
     )
 
+    # Transport per participant (docs/contract.md, "Transport per participant").
+    saga_transport_order: Literal["kafka", "http"] | None = setting(
+        None, "the order service's transport; unset: `SAGA_TRANSPORT`"
+    )
+    saga_transport_user: Literal["kafka", "http"] | None = setting(
+        None, "the user service's transport; unset: `SAGA_TRANSPORT`"
+    )
+    saga_transport_payment: Literal["kafka", "http"] | None = setting(
+        None, "the payment service's transport; unset: `SAGA_TRANSPORT`"
+    )
+    saga_transport_timer: Literal["kafka", "http", "timer-api"] | None = setting(
+        None,
+        "the timer's transport; `timer-api` is its own `POST {SCHEDULER_SERVICE_URL}/StartTimer`; "
+        "unset: `SAGA_TRANSPORT`",
+    )
+
     # The Kafka transport (docs/kafka.md says more).
     kafka_bootstrap_servers: str | None = setting(
         None, "Kafka brokers; setting it makes Kafka the transport", accepts="comma-separated `host:port`"
@@ -247,11 +263,35 @@ class Environment(BaseSettings):
     def _transport_has_its_addresses(self) -> Environment:
         if self.saga_transport == "kafka" and not self.kafka_bootstrap_servers:
             raise ValueError("SAGA_TRANSPORT=kafka needs KAFKA_BOOTSTRAP_SERVERS")
-        if self.saga_transport == "http":
-            missing = [name for name in HTTP_URL_VARIABLES if not getattr(self, name.lower())]
+        chosen = {participant: route for participant, route in self._chosen_routes().items() if route}
+        if chosen and self.transport == "memory":
+            names = ", ".join(f"SAGA_TRANSPORT_{participant.value.upper()}" for participant in chosen)
+            raise ValueError(f"{names} cannot be mixed with the in-memory transport; set SAGA_TRANSPORT")
+        routes = self.routes()
+        if self.saga_transport == "http" or any(route in ("http", "timer-api") for route in routes.values()):
+            missing = [
+                name
+                for name, participant in zip(HTTP_URL_VARIABLES, Participant, strict=True)
+                if routes[participant] in ("http", "timer-api") and not getattr(self, name.lower())
+            ]
             if missing:
-                raise ValueError(f"SAGA_TRANSPORT=http needs {', '.join(missing)}")
+                over = "SAGA_TRANSPORT=http" if not chosen else "the participants' HTTP transports"
+                raise ValueError(f"{over} needs {', '.join(missing)}")
+        if any(route == "kafka" for route in routes.values()) and not self.kafka_bootstrap_servers:
+            raise ValueError("a participant on kafka (SAGA_TRANSPORT_*) needs KAFKA_BOOTSTRAP_SERVERS")
         return self
+
+    def _chosen_routes(self) -> dict[Participant, str | None]:
+        return {
+            Participant.ORDER: self.saga_transport_order,
+            Participant.USER: self.saga_transport_user,
+            Participant.PAYMENT: self.saga_transport_payment,
+            Participant.TIMER: self.saga_transport_timer,
+        }
+
+    def routes(self) -> dict[Participant, str]:
+        """Each participant's transport: its own SAGA_TRANSPORT_*, else SAGA_TRANSPORT."""
+        return {participant: route or self.transport for participant, route in self._chosen_routes().items()}
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Environment:
@@ -341,6 +381,8 @@ class Settings:
     inbox_retention_hours: float = 168.0
     retention_interval_seconds: float = 300.0
     log_level: str = "INFO"
+    routes: Mapping[Participant, str] = field(default_factory=dict)
+    """Each participant's transport (kafka, http, timer-api) where it differs from `transport`."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -352,7 +394,11 @@ class Settings:
             host=env.saga_host,
             port=env.port,
             policy=env.policy(),
-            kafka=env.kafka(),
+            kafka=replace(
+                env.kafka(),
+                event_participants=tuple(p for p, route in env.routes().items() if route in ("kafka", "memory")),
+            ),
+            routes=env.routes(),
             http=HttpSettings(
                 service_urls={
                     participant: url
@@ -390,6 +436,15 @@ class Settings:
     @property
     def inbox_retention(self) -> timedelta:
         return timedelta(hours=self.inbox_retention_hours)
+
+    def route(self, participant: Participant) -> str:
+        """The transport that carries this participant's commands."""
+        return self.routes.get(participant, self.transport)
+
+    @property
+    def routed(self) -> bool:
+        """Whether the participants' transports differ (the platform's mix: Kafka, and the timer's API)."""
+        return any(self.route(participant) != self.transport for participant in Participant)
 
     @property
     def uses_sql(self) -> bool:

@@ -12,8 +12,10 @@ from saga.adapters.kafka_publisher import KafkaCommandPublisher
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
 from saga.adapters.memory_transport import CommandHandler, InMemoryTransport
+from saga.adapters.routing_publisher import RoutingPublisher
 from saga.adapters.simulated_participants import SimulatedParticipants
 from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.timer_api_publisher import TimerApiPublisher
 from saga.domain.messages import Participant
 from saga.entrypoints.config import Settings
 from saga.entrypoints.consumers import EventConsumer, MemoryEventConsumer
@@ -49,6 +51,42 @@ def store_kind(settings: Settings) -> str:
     return "sql" if settings.uses_sql else "memory"
 
 
+def publisher_kind(settings: Settings) -> str:
+    """One transport for every participant, or `routed`: each its own (docs/contract.md, "Transport per participant")."""
+    return "routed" if settings.routed else settings.transport
+
+
+def consumer_kind(settings: Settings) -> str:
+    """Kafka consumers run when any participant is on Kafka; HTTP replies need none."""
+    return "kafka" if any(settings.route(p) == "kafka" for p in Participant) else settings.transport
+
+
+def participant_routes(settings: Settings) -> dict[Participant, CommandPublisher]:
+    """Each participant's publisher; participants sharing a transport share one publisher."""
+    made: dict[str, CommandPublisher] = {}
+
+    def publisher(route: str) -> CommandPublisher:
+        if route not in made:
+            if route == "kafka":
+                made[route] = KafkaCommandPublisher(settings.kafka)
+            elif route == "timer-api":
+                made[route] = TimerApiPublisher(
+                    settings.http.service_urls[Participant.TIMER],
+                    connect_timeout=settings.http.connect_timeout,
+                    read_timeout=settings.http.read_timeout,
+                )
+            else:
+                made[route] = HttpCommandPublisher(
+                    settings.http.service_urls,
+                    connect_timeout=settings.http.connect_timeout,
+                    read_timeout=settings.http.read_timeout,
+                    participants=[p for p in Participant if settings.route(p) == "http"],
+                )
+        return made[route]
+
+    return {participant: publisher(settings.route(participant)) for participant in Participant}
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -80,7 +118,8 @@ class Container(containers.DeclarativeContainer):
         InMemoryTransport, participants=providers.Callable(simulated_participant_map, simulation)
     )
     publisher: providers.Provider[CommandPublisher] = providers.Selector(
-        settings.provided.transport,
+        providers.Callable(publisher_kind, settings),
+        routed=providers.Singleton(RoutingPublisher, providers.Callable(participant_routes, settings)),
         memory=memory_transport,
         kafka=providers.Singleton(KafkaCommandPublisher, settings.provided.kafka),
         http=providers.Singleton(
@@ -91,7 +130,7 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     event_sources: providers.Provider[list[EventConsumer]] = providers.Selector(
-        settings.provided.transport,
+        providers.Callable(consumer_kind, settings),
         memory=providers.List(providers.Singleton(MemoryEventConsumer, memory_transport, intake)),
         # HTTP events arrive as synchronous replies and through POST /api/events: nothing to poll.
         http=providers.List(),
