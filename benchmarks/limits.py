@@ -271,7 +271,7 @@ def count_topic_records(
 ) -> dict[str, int]:
     """Records on each topic, read from the start until nothing new came for `idle_seconds`.
 
-    Tansu's end offsets are not the true end (INFRA.md), so the records are counted. With
+    Tansu's end offsets are not the true end (benchmarks/README.md), so the records are counted. With
     `produced_at`, the producer's timestamp (seconds) of each event record is kept by (key, type).
     """
     from kafka import KafkaConsumer, TopicPartition

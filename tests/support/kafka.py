@@ -26,7 +26,7 @@ from tests.support.servers import stop_process
 from saga.adapters.kafka_publisher import await_acknowledgement
 from saga.entrypoints.config import DEFAULT_TOPICS
 
-# Group joins in about a second on Tansu (INFRA.md); production keeps the longer defaults.
+# Group joins in about a second on Tansu (docs/kafka.md); production keeps the longer defaults.
 FAST_CLIENT_SETTINGS = {
     "SAGA_KAFKA_SESSION_TIMEOUT_MS": "2000",
     "SAGA_KAFKA_HEARTBEAT_INTERVAL_MS": "500",

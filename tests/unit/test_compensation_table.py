@@ -1,4 +1,4 @@
-"""Every row of CONTRACT.md's compensation table, and how compensations are confirmed,
+"""Every row of the compensation table (docs/contract.md, "What a failure undoes"), and how compensations are confirmed,
 rejected, re-sent and given up on."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from saga.domain.saga import (
 CONFIRMATION = {"revert_payment": "payment.released", "cancel_order": "order.cancelled"}
 REJECTION = {"revert_payment": "payment.release_failed", "cancel_order": "order.cancellation_failed"}
 
-# CONTRACT.md, "What a failure undoes": (failed step, by deadline?) -> compensations sent, in order.
+# docs/contract.md, "What a failure undoes": (failed step, by deadline?) -> compensations sent, in order.
 TABLE = [
     (Step.CREATE_ORDER, False, []),
     (Step.CREATE_ORDER, True, ["cancel_order"]),

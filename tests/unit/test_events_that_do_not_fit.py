@@ -1,8 +1,8 @@
 """Events that do not fit the saga's state change nothing but the count and the history.
 
-CONTRACT.md: "Events that do not fit the saga's current state (duplicates, late
+docs/contract.md, "No orphan resources": events that do not fit the saga's current state (duplicates, late
 replies after a deadline, replies for a step already passed) change nothing; they
-are recorded in the saga's history and counted."
+are recorded in the saga's history and counted.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The message envelope: parsing events (CONTRACT.md, "Message envelope") and writing commands."""
+"""The message envelope: parsing events (docs/contract.md, "Message envelope") and writing commands."""
 
 from __future__ import annotations
 

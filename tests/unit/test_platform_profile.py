@@ -1,4 +1,4 @@
-"""The platform profile answers as the platform's real services do (PARTICIPANTS.md), row by row."""
+"""The platform profile answers as the platform's real services do (docs/contract.md, "The platform's services"), row by row."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The happy path, command by command (CONTRACT.md: "Command payloads", "The saga")."""
+"""The happy path, command by command (docs/contract.md, "Command payloads", "The saga")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The HTTP command transport: each command is a `POST {base}/commands` to its participant.
 
-Status mapping (CONTRACT.md, "HTTP fallback transport"): 200 with an event envelope
+Status mapping (docs/contract.md, "HTTP fallback transport"): 200 with an event envelope
 answering this command is the reply; 202 means the reply comes later to
 `POST /api/events`; 4xx fails the step; 5xx, connection errors and timeouts are
 transient. Transient failures are not retried here: the outbox relay re-sends them

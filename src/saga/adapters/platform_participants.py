@@ -1,6 +1,6 @@
 """The platform's real order, user, payment and timer services, simulated as they behave.
 
-`PARTICIPANTS.md` records how the deployed services answer; this profile does the
+docs/contract.md, "The platform's services", records how the deployed services answer; this profile does the
 same, so the orchestrator can be tried against them without them:
 
 - Envelopes carry `type`, `correlation_id`, `timestamp`, `payload` and `source`,

@@ -1,4 +1,4 @@
-"""`saga simulate --profile platform`: the platform's real services, simulated (PARTICIPANTS.md).
+"""`saga simulate --profile platform`: the platform's real services, simulated (docs/contract.md, "The platform's services").
 
 Over Kafka, order, user and payment read their command topics and publish unkeyed
 replies; over HTTP, they take `POST /commands`. Either way the same server also
