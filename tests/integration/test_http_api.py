@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -263,7 +264,8 @@ def test_listing_filters_by_status_newest_first_and_pages_with_link(server: str)
         page = requests.get(url, timeout=5)
         assert page.status_code == 200 and len(page.json()) <= 2
         seen += [saga["id"] for saga in page.json()]
-        url = page.links.get("next", {}).get("url")
+        next_link = page.links.get("next", {}).get("url")
+        url = urljoin(server, next_link) if next_link else None
     assert seen == [saga["id"] for saga in completed]
     assert requests.get(f"{server}/api/sagas?status=failed", timeout=5).status_code == 200
 

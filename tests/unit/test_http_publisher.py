@@ -188,6 +188,21 @@ UNUSABLE_REPLIES: list[tuple[str, Callable[[Command], bytes], str]] = [
     ),
     ("correlation id not a UUID", lambda c: json.dumps(event("order.created", "saga-1")).encode(), "UUID"),
     ("deeply nested", lambda c: b"[" * 100_000 + b"]" * 100_000, "not valid UTF-8 JSON"),
+    (
+        "an id that is an object",
+        lambda c: json.dumps(event("order.created", c.saga_id, {"order_id": {"a": [1, 2]}})).encode(),
+        "payload.order_id must be a non-empty string or an integer",
+    ),
+    (
+        "an id that is a boolean",
+        lambda c: json.dumps(event("order.created", c.saga_id, {"order_id": False})).encode(),
+        "payload.order_id must be a non-empty string or an integer",
+    ),
+    (
+        "a non-finite number",
+        lambda c: json.dumps(event("order.created", c.saga_id, {"order_id": "o"})).replace('"o"', "1e309").encode(),
+        "outside the finite range",
+    ),
 ]
 
 

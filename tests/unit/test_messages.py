@@ -221,6 +221,35 @@ def test_required_payload_field_missing(type_: str, field: str, how: str) -> Non
     assert bad(envelope(type=type_, payload=payload)) == f"{type_} needs payload.{field}"
 
 
+ID_EVENTS = [
+    ("order.created", "order_id"),
+    ("payment.authorized", "payment_id"),
+    ("order.cancelled", "order_id"),
+    ("payment.released", "payment_id"),
+    ("order.status_updated", "order_id"),
+    ("payment.failed", "payment_id"),
+]
+
+
+@pytest.mark.parametrize(("type_", "field"), ID_EVENTS)
+@pytest.mark.parametrize("value", [{"a": [1, 2]}, False, True, 1.5, 1e300, ["o-1"], ""])
+def test_an_id_that_is_not_a_string_or_an_integer_is_a_bad_message(type_: str, field: str, value: Any) -> None:
+    message = bad(envelope(type=type_, payload={field: value}))
+
+    assert message in (f"payload.{field} must be a non-empty string or an integer", f"{type_} needs payload.{field}")
+
+
+@pytest.mark.parametrize(("type_", "field"), ID_EVENTS)
+def test_an_integer_id_is_kept_as_its_decimal_text(type_: str, field: str) -> None:
+    parsed = parse_event(envelope(type=type_, payload={field: 12345678901234567890, "other": 1}))
+
+    assert parsed.payload == {field: "12345678901234567890", "other": 1}
+
+
+def test_a_string_id_is_kept_as_it_is() -> None:
+    assert parse_event(envelope(payload={"order_id": " 42 "})).payload["order_id"] == " 42 "
+
+
 @pytest.mark.parametrize("payment_info", ["tok_visa", 42, ["card"], True])
 def test_payment_info_not_an_object(payment_info: Any) -> None:
     body = envelope(type="user.payment_info_retrieved", payload={"payment_info": payment_info})

@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from saga.adapters.envelope import BadMessage, decode_json, encode_command, parse_event
+from saga.adapters.envelope import BadMessage, decode_event, encode_command
 from saga.domain.messages import Command, Event, Participant
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
 
@@ -127,10 +127,9 @@ class HttpCommandPublisher(CommandPublisher):
         if len(body) > self._max_reply_bytes:
             raise InvalidReply(f"body larger than {self._max_reply_bytes} bytes")
         try:
-            event = parse_event(decode_json(body))
-        except (ValueError, RecursionError) as bad:  # BadMessage, JSON and UTF-8 errors are all ValueErrors
-            reason = str(bad) if isinstance(bad, BadMessage) else "not valid UTF-8 JSON"
-            raise InvalidReply(reason) from None
+            event = decode_event(body)
+        except BadMessage as bad:
+            raise InvalidReply(str(bad)) from None
         if event.saga_id != command.saga_id:
             raise InvalidReply(f"it names saga {event.saga_id}, not {command.saga_id}")
         if event.type not in (command.reply.success, command.reply.failure):

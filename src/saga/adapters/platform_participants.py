@@ -196,7 +196,7 @@ class Ledger:
         return [row for row in self.rows() if row.saga_id == saga_id]
 
     def jsonl(self) -> str:
-        return "".join(json.dumps(row.to_dict()) + "\n" for row in self.rows())
+        return "".join(json.dumps(row.to_dict(), allow_nan=False) + "\n" for row in self.rows())
 
     def flush(self) -> None:
         """Writes the file if anything changed since the last write (no-op without a path)."""
@@ -206,7 +206,7 @@ class Ledger:
             if not self._dirty:
                 return
             self._dirty = False
-            text = "".join(json.dumps(row.to_dict()) + "\n" for row in self._rows.values())
+            text = "".join(json.dumps(row.to_dict(), allow_nan=False) + "\n" for row in self._rows.values())
             scratch = self._path.with_name(self._path.name + ".tmp")
             scratch.write_text(text, encoding="utf-8")
             scratch.replace(self._path)
@@ -582,7 +582,7 @@ class InProcessTimerApi(requests.adapters.BaseAdapter):
 def _response(request: requests.PreparedRequest, status: int, body: JsonObject) -> requests.Response:
     response = requests.Response()
     response.status_code = status
-    response._content = json.dumps(body).encode()
+    response._content = json.dumps(body, allow_nan=False).encode()
     response._content_consumed = True  # type: ignore[attr-defined]  # iter_content then yields the body held
     response.headers["Content-Type"] = "application/json"
     response.url = request.url or ""

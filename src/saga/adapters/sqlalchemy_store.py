@@ -45,6 +45,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from saga.adapters.envelope import encode_json
 from saga.domain.messages import Command
 from saga.domain.saga import Awaiting, Compensation, CreateOrderSaga, HistoryEntry, SagaStatus, Step
 from saga.ports.persistence import (
@@ -283,6 +284,7 @@ def database_url(url: str) -> URL:
 def create_engine_from_url(url: str, **kw: Any) -> Engine:
     """An engine for PostgreSQL or a SQLite file, set up for several threads writing at once."""
     parsed = database_url(url)
+    kw.setdefault("json_serializer", encode_json)  # never Infinity or NaN in a JSON column
     # No pre-ping: it costs a round trip per unit of work. A dropped connection surfaces
     # as StorageUnavailable once, and SQLAlchemy then invalidates the whole pool.
     if parsed.get_backend_name() != "sqlite":

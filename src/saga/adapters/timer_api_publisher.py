@@ -83,7 +83,7 @@ class TimerApiPublisher(CommandPublisher):
         try:
             with self._session.post(
                 self._url,
-                data=json.dumps(start_timer_body(command)).encode(),
+                data=json.dumps(start_timer_body(command), allow_nan=False).encode(),
                 headers={"Content-Type": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,

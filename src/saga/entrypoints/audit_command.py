@@ -60,7 +60,7 @@ def run_audit(settings: Settings, args: argparse.Namespace) -> int:
             "seconds": round(report.seconds, 3),
             "findings": [finding.to_dict() for finding in report.findings],
         }
-        print(json.dumps(body))
+        print(json.dumps(body, allow_nan=False))
     else:
         for finding in report.findings:
             if finding.kind.is_disagreement or args.verbose:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from saga.entrypoints.audit_command import add_audit_parser, run_audit
 from saga.entrypoints.config import ConfigError, Settings
+from saga.entrypoints.logs import configure_logging
 from saga.entrypoints.simulate_platform import add_platform_options
 
 
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"saga: configuration error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     # kafka-python narrates every connection and rebalance at INFO.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     try:

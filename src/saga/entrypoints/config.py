@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from sqlalchemy.exc import ArgumentError
 from saga.adapters.kafka_settings import DEFAULT_TOPICS, InvalidKafkaSettings, KafkaSettings
 from saga.adapters.simulated_participants import SIMULATABLE_ACTIONS
 from saga.domain.messages import Participant
+from saga.domain.money import OrderLimits
 from saga.domain.policy import (
     LONGEST_BACKOFF,
     LONGEST_WAIT,
@@ -83,6 +85,9 @@ class Environment(BaseSettings):
     saga_host: str = setting("127.0.0.1", "the interface `saga serve` binds", accepts="a host name or address")
     saga_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "least severity logged")
     saga_max_body_bytes: int = setting(64 * 1024, "largest request body", ge=256, le=16 * 1024 * 1024)
+    saga_body_read_timeout_seconds: float = setting(
+        10.0, "how long a request body may take to arrive before a 408", gt=0, le=HOUR
+    )
     saga_events_token: str | None = setting(
         None, "bearer token required by `POST /api/events`", accepts="any text; unset: no token required"
     )
@@ -93,6 +98,19 @@ class Environment(BaseSettings):
         None,
         "make one simulated step or compensation fail (in-memory transport)",
         accepts=", ".join(f"`{action}`" for action in SIMULATABLE_ACTIONS),
+    )
+
+    # Intake limits (OrderLimits); the platform's services take total and fee at most
+    # 999.99, a customer_id of at most 36 characters, and need deliveryLocation.
+    saga_max_order_total: Decimal | None = setting(
+        None, "largest order total, fee included; unset: no bound beyond prices and quantities", gt=0, le=10**12
+    )
+    saga_max_delivery_fee: Decimal = setting(Decimal(1000), "largest `deliveryFee`", ge=0, le=10**12)
+    saga_max_customer_id_length: int = setting(200, "longest `customer_id`, in characters", ge=1, le=10_000)
+    saga_required_order_fields: str | None = setting(
+        None,
+        "fields `order_details` must carry besides `foodItems`",
+        accepts="comma-separated field names, e.g. `deliveryLocation`",
     )
 
     # The saga's timing rules (SagaPolicy).
@@ -316,6 +334,15 @@ class Environment(BaseSettings):
             default_currency=self.saga_currency,
         )
 
+    def limits(self) -> OrderLimits:
+        required = (self.saga_required_order_fields or "").split(",")
+        return OrderLimits(
+            max_delivery_fee=self.saga_max_delivery_fee,
+            max_total=self.saga_max_order_total,
+            max_customer_id_length=self.saga_max_customer_id_length,
+            required_order_fields=tuple(name.strip() for name in required if name.strip()),
+        )
+
     def kafka(self) -> KafkaSettings:
         """Raises ConfigError naming the variables when the combination is one Kafka refuses."""
         try:
@@ -374,6 +401,8 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     simulate_fail_step: str | None = None
     max_body_bytes: int = 64 * 1024
+    body_read_timeout_seconds: float = 10.0
+    limits: OrderLimits = field(default_factory=OrderLimits)
     relay_poll_seconds: float = 1.0
     dispatch_hold_seconds: float = 5.0
     sweep_interval_seconds: float = 1.0
@@ -416,6 +445,8 @@ class Settings:
             ),
             simulate_fail_step=env.saga_simulate_fail_step,
             max_body_bytes=env.saga_max_body_bytes,
+            body_read_timeout_seconds=env.saga_body_read_timeout_seconds,
+            limits=env.limits(),
             relay_poll_seconds=env.saga_relay_poll_seconds,
             dispatch_hold_seconds=env.saga_dispatch_hold_seconds,
             sweep_interval_seconds=env.saga_sweep_interval_seconds,

@@ -108,6 +108,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         policy=settings.provided.policy,
         metrics=metrics,
+        limits=settings.provided.limits,
         dispatch=dispatch_queue,
         dispatch_hold=settings.provided.dispatch_hold,
     )

@@ -6,6 +6,7 @@ thread pool because storage is blocking.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import uuid
@@ -15,10 +16,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saga.adapters.envelope import decode_json
 from saga.domain.messages import JsonObject
@@ -33,6 +37,7 @@ from saga.service_layer.receiver import EventReceiver
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 PROBE_SAGA_ID = "00000000-0000-0000-0000-000000000000"
@@ -56,7 +61,9 @@ def _saga_id(request: Request) -> str:
         raise ApiError(400, "saga_id must be a UUID") from None
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(request: Request, max_bytes: int, timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS) -> bytes:
+    """The request's JSON body, at most `max_bytes` (413), received within `timeout`
+    seconds (408, and the connection closes: a slow sender holds no worker)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise ApiError(415, "Content-Type must be application/json")
@@ -64,11 +71,26 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, f"body must be at most {max_bytes} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise ApiError(413, f"body must be at most {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ApiError(413, f"body must be at most {max_bytes} bytes")
+    except TimeoutError:
+        raise ApiError(408, f"request body not received within {timeout:g} seconds") from None
     return bytes(body)
+
+
+def order_request(body: JsonObject) -> tuple[str, JsonObject]:
+    """The `POST /api/orders` body's typed fields. Raises ApiError (400) naming the field."""
+    customer_id = body.get("customer_id")
+    if not isinstance(customer_id, str) or not customer_id.strip():
+        raise ApiError(400, "customer_id must be a non-empty string")
+    order_details = body.get("order_details")
+    if not isinstance(order_details, dict):
+        raise ApiError(400, "order_details must be a JSON object")
+    return customer_id, order_details
 
 
 def parse_object(body: bytes) -> JsonObject:
@@ -93,11 +115,15 @@ class SagaApi:
         self._container = container
         self._max_body = settings.max_body_bytes
         self._events_token = settings.http.events_token
+        self._body_timeout = settings.body_read_timeout_seconds
+
+    async def _body(self, request: Request) -> bytes:
+        return await read_body(request, self._max_body, self._body_timeout)
 
     async def create_order(self, request: Request) -> Response:
-        body = parse_object(await read_body(request, self._max_body))
+        customer_id, order_details = order_request(parse_object(await self._body(request)))
         try:
-            saga = await run_in_threadpool(self._orchestrator.start, body.get("customer_id"), body.get("order_details"))
+            saga = await run_in_threadpool(self._orchestrator.start, customer_id, order_details)
         except InvalidOrder as invalid:
             raise ApiError(400, str(invalid)) from None
         return JSONResponse(
@@ -117,8 +143,10 @@ class SagaApi:
         params = request.query_params
         status = None
         if params.get("status"):
+            # ASCII case only: Unicode case folding would read "ſtarted" as STARTED.
+            wanted = params["status"]
             try:
-                status = SagaStatus(params["status"].upper())
+                status = SagaStatus(wanted.upper() if wanted.isascii() else wanted)
             except ValueError:
                 allowed = "|".join(s.value for s in SagaStatus)
                 raise ApiError(400, f"status must be one of {allowed}") from None
@@ -139,15 +167,16 @@ class SagaApi:
         page = await run_in_threadpool(self._orchestrator.page, status, limit, after)
         headers = {}
         if page.next_cursor is not None:
+            # Relative: the Host header is the client's to choose, never to be echoed back.
             next_url = request.url.include_query_params(cursor=encode_cursor(page.next_cursor), limit=limit)
-            headers["Link"] = f'<{next_url}>; rel="next"'
+            headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
         return JSONResponse([saga_json(saga) for saga in page.sagas], headers=headers)
 
     async def cancel_saga(self, request: Request) -> Response:
         saga_id = _saga_id(request)
         reason = "requested by client"
         if request.headers.get("content-length", "0") not in ("", "0"):
-            body = parse_object(await read_body(request, self._max_body))
+            body = parse_object(await self._body(request))
             if body.get("reason") is not None:
                 if not isinstance(body["reason"], str) or len(body["reason"]) > 500:
                     raise ApiError(400, "reason must be a string of at most 500 characters")
@@ -167,7 +196,7 @@ class SagaApi:
                 presented.strip().encode(), self._events_token.encode()
             ):
                 raise ApiError(401, "a valid bearer token is required")
-        raw = await read_body(request, self._max_body)
+        raw = await self._body(request)
         result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")
         if result.outcome is EventOutcome.UNKNOWN_SAGA:
             raise ApiError(404, result.problem or "unknown saga")
@@ -190,7 +219,9 @@ class SagaApi:
             # A read through the port proves the database answers, whatever the adapter.
             self._orchestrator.get(PROBE_SAGA_ID)
         except PersistenceError as error:
-            problems["database"] = str(error) or type(error).__name__
+            # The driver's text names hosts and ports: for the log, not for anyone who asks.
+            log.warning("readiness: database unavailable: %s: %s", type(error).__name__, error)
+            problems["database"] = "database unavailable"
         transport_problem = self._container.publisher().healthy()
         if transport_problem is not None:
             problems["transport"] = transport_problem
@@ -213,12 +244,18 @@ class SagaApi:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message)
+    response = error_response(exc.status, exc.message)
+    if exc.status == 408:
+        # The rest of the body may still be on its way: end the connection rather than read it.
+        response.headers["Connection"] = "close"
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail))
+    response = error_response(exc.status_code, str(exc.detail))
+    response.headers.update(exc.headers or {})  # a 405's Allow, say
+    return response
 
 
 async def _storage_unavailable(request: Request, exc: Exception) -> Response:
@@ -232,6 +269,36 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal error")
+
+
+class EdgeHeaders:
+    """Headers every response carries, and links that never echo the client's Host.
+
+    Responses hold customer data: `Cache-Control: no-store` and `X-Content-Type-Options:
+    nosniff`. A redirect's `Location` (Starlette's trailing-slash redirect builds it from
+    the Host header) becomes relative to this server.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Cache-Control", "no-store")
+                headers["X-Content-Type-Options"] = "nosniff"
+                if "location" in headers:
+                    location = URL(headers["location"])
+                    if location.netloc:
+                        headers["Location"] = location.path + (f"?{location.query}" if location.query else "")
+            await send(message)
+
+        await self._app(scope, receive, send_with_headers)
 
 
 def create_app(container: Container, run_worker: bool = True, operations_only: bool = False) -> Starlette:
@@ -271,4 +338,6 @@ def create_app(container: Container, run_worker: bool = True, operations_only: b
         PersistenceError: _storage_unavailable,
         Exception: _unexpected,
     }
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    return Starlette(
+        routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[Middleware(EdgeHeaders)]
+    )

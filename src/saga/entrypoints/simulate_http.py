@@ -160,7 +160,7 @@ class HttpParticipants:
         """None when the orchestrator took the event or refused it for good; else the transient problem."""
         try:
             response = self._session.post(
-                self._events_url, data=json.dumps(event).encode(), timeout=DELIVERY_TIMEOUT_SECONDS
+                self._events_url, data=json.dumps(event, allow_nan=False).encode(), timeout=DELIVERY_TIMEOUT_SECONDS
             )
         except requests.RequestException as error:
             return type(error).__name__

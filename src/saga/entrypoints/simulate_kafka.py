@@ -127,7 +127,7 @@ class KafkaParticipantSimulator:
             for reply in replies:
                 participant = Participant(str(reply["type"]).split(".")[0])
                 topic = self._settings.topics[f"{participant.value}_events"]
-                value = json.dumps(reply).encode()
+                value = json.dumps(reply, allow_nan=False).encode()
                 if self._participants.keyed_replies:
                     pending.append(producer.send(topic, value=value, key=str(reply["correlation_id"]).encode()))
                 else:

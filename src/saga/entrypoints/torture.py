@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
         from saga.torture.schedule import fault_schedule
 
         for fault in fault_schedule(options.seed, options.sizes()):
-            print(json.dumps(fault.to_dict()))
+            print(json.dumps(fault.to_dict(), allow_nan=False))
         return 0
     report = run_torture(options)
     print(format_report(report), flush=True)
     if args.report is not None:
-        args.report.write_text(json.dumps(report, indent=2))
+        args.report.write_text(json.dumps(report, indent=2, allow_nan=False))
     return 0 if report["ok"] else 1

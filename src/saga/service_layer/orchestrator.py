@@ -12,8 +12,8 @@ import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from saga.domain.messages import Command, Event
-from saga.domain.money import InvalidOrder, OrderLimits, order_total_cents
+from saga.domain.messages import Command, Event, JsonObject
+from saga.domain.money import InvalidOrder, OrderLimits, check_order
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.ports.clock import Clock
@@ -23,7 +23,6 @@ from saga.service_layer.relay_queue import RelayQueue
 
 log = logging.getLogger(__name__)
 
-MAX_CUSTOMER_ID_LENGTH = 200
 CONFLICT_RETRIES = 5
 
 
@@ -57,15 +56,10 @@ class SagaOrchestrator:
         it they wait in the outbox for a relay's next poll."""
         self._dispatch_hold = dispatch_hold
 
-    def start(self, customer_id: object, order_details: object) -> CreateOrderSaga:
-        """Starts a saga for a new order. Raises InvalidOrder when the request is unusable."""
-        if not isinstance(customer_id, str) or not customer_id.strip():
-            raise InvalidOrder("customer_id must be a non-empty string")
-        if len(customer_id) > MAX_CUSTOMER_ID_LENGTH:
-            raise InvalidOrder(f"customer_id must be at most {MAX_CUSTOMER_ID_LENGTH} characters")
-        if not isinstance(order_details, dict):
-            raise InvalidOrder("order_details must be a JSON object")
-        amount_cents = order_total_cents(order_details, self._limits)
+    def start(self, customer_id: str, order_details: JsonObject) -> CreateOrderSaga:
+        """Starts a saga for a new order. Raises InvalidOrder when the order breaks an
+        intake limit (docs/contract.md, "The saga": order total and intake limits)."""
+        amount_cents = check_order(customer_id, order_details, self._limits)
         currency = order_details.get("currency", self._policy.default_currency)
         if not isinstance(currency, str) or len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
             raise InvalidOrder("order_details.currency must be a three-letter code")

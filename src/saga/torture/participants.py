@@ -143,7 +143,7 @@ class TortureParticipants:
             if reply is None:
                 continue
             topic = self._settings.topics[f"{COMMANDS[str(command['type'])].participant.value}_events"]
-            value = json.dumps(reply).encode()
+            value = json.dumps(reply, allow_nan=False).encode()
             key = None if self._rng.random() < self._chaos.unkeyed else str(reply["correlation_id"]).encode()
             self.counts["replies"] += 1
             self.counts["unkeyed"] += key is None

@@ -470,17 +470,20 @@ def poison_record(variety: str, marker: str) -> bytes:
     if variety == "not_json":
         return f'{{"poison": "{marker}"'.encode()
     if variety == "not_an_object":
-        return json.dumps([marker]).encode()
+        return json.dumps([marker], allow_nan=False).encode()
     if variety == "unknown_type":
         return json.dumps(
-            {"type": "order.exploded", "correlation_id": unknown_saga, "timestamp": stamp, "payload": {"m": marker}}
+            {"type": "order.exploded", "correlation_id": unknown_saga, "timestamp": stamp, "payload": {"m": marker}},
+            allow_nan=False,
         ).encode()
     if variety == "missing_field":
         return json.dumps(
-            {"type": "order.created", "correlation_id": unknown_saga, "timestamp": stamp, "payload": {"m": marker}}
+            {"type": "order.created", "correlation_id": unknown_saga, "timestamp": stamp, "payload": {"m": marker}},
+            allow_nan=False,
         ).encode()
     return json.dumps(
-        {"type": "timer.started", "correlation_id": unknown_saga, "timestamp": stamp, "payload": {"m": marker}}
+        {"type": "timer.started", "correlation_id": unknown_saga, "timestamp": stamp, "payload": {"m": marker}},
+        allow_nan=False,
     ).encode()
 
 
