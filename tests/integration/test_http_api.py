@@ -317,13 +317,37 @@ def test_a_late_duplicate_event_changes_nothing(server: str) -> None:
         "type": "order.created",
         "correlation_id": saga_id,
         "timestamp": "2026-11-28T12:00:00.000000",
-        "payload": {"order_id": "someone-else"},
+        "payload": {"order_id": done["order_id"]},
     }
     response = requests.post(f"{server}/api/events", json=late, timeout=5)
     assert response.status_code == 202 and response.json()["outcome"] == "ignored"
     after = requests.get(f"{server}/api/sagas/{saga_id}", timeout=5).json()
     assert after["status"] == "COMPLETED" and after["order_id"] == done["order_id"]
     assert after["ignored_events"] == 1 and after["history"][-1]["kind"] == "ignored"
+
+
+def test_a_second_order_after_completion_is_cleaned_up_and_the_saga_stays_completed(server: str) -> None:
+    saga_id = post_order(server, SEED_ORDER).json()["saga_id"]
+    done = wait_for_status(server, saga_id, FINAL)
+    second = {
+        "type": "order.created",
+        "correlation_id": saga_id,
+        "timestamp": "2026-11-28T12:00:00.000000",
+        "source": "order-service",
+        "payload": {"order_id": "someone-else", "status": "PENDING"},
+    }
+    response = requests.post(f"{server}/api/events", json=second, timeout=5)
+    assert response.status_code == 202 and response.json()["outcome"] == "applied"
+    deadline = time.monotonic() + 10
+    while True:
+        after = requests.get(f"{server}/api/sagas/{saga_id}", timeout=5).json()
+        if (after["cleanups"] and after["cleanups"][0]["status"] == "confirmed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert after["status"] == "COMPLETED" and after["order_id"] == done["order_id"]
+    assert after["cleanups"] == [
+        {"kind": "order", "command": "cancel_order", "id": "someone-else", "status": "confirmed", "detail": None}
+    ]
 
 
 @pytest.mark.parametrize(("step", "compensations"), FAILURE_PATHS)

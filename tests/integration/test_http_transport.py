@@ -188,17 +188,27 @@ def test_a_flaky_participant_still_completes_every_saga(patient: Stack) -> None:
 # --------------------------------------------------------------- participants down
 
 
-def test_order_service_down_from_the_start_ends_compensation_failed(impatient: Stack) -> None:
+def test_order_service_down_from_the_start_ends_failed_with_the_order_unknown(impatient: Stack) -> None:
     # No simulator: every participant is unreachable. CREATE_ORDER fails by deadline, which
-    # calls for cancel_order (the order may exist); that cannot be delivered either.
+    # calls for cancel_order with a null order_id (the order may exist); that cannot be
+    # delivered either. An order whose id was never reported is recorded as unknown and
+    # does not page an operator (docs/contract.md, "Compensations").
     saga = assert_ends(
         impatient.base,
-        "COMPENSATION_FAILED",
+        "FAILED",
         "CREATE_ORDER",
         ["create_order", "create_order", "cancel_order", "cancel_order"],
     )
-    assert saga["error"].startswith("CREATE_ORDER failed: no reply after 2 attempts")
-    assert "cancel_order not confirmed after 2 attempts: no reply" in saga["error"]
+    assert saga["error"] == "CREATE_ORDER failed: no reply after 2 attempts"
+    assert saga["compensations"] == [
+        {
+            "kind": "order",
+            "command": "cancel_order",
+            "id": None,
+            "status": "unknown",
+            "detail": "not confirmed after 2 attempts: no reply",
+        }
+    ]
     assert history(saga, "event") == []
     assert history(saga, "deadline") == ["create_order", "create_order", "cancel_order", "cancel_order"]
 

@@ -13,13 +13,15 @@ from typing import Any
 from saga.domain.messages import Command, Event
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import STEPS, CreateOrderSaga, HistoryKind, SagaStatus, Step
+from saga.domain.steps import STEPS as STEP_SPECS
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 SAGA_ID = "6f1c2a8e-3b7d-4c55-9a0e-0d6b2f9e4a11"
 CUSTOMER_ID = "cust_123"
 ORDER_ID = "order-42"
 PAYMENT_ID = "pay-7"
-PAYMENT_INFO: dict[str, Any] = {"card_token": "tok_visa", "billing": {"zip": "02139"}}
+# As the platform's user service reports it, with a field of our own beside.
+PAYMENT_INFO: dict[str, Any] = {"stripeCustomerId": "cus_9", "paymentMethodId": "pm_4", "billing": {"zip": "02139"}}
 # The seed's example order: 12.99 x 1.
 ORDER_DETAILS: dict[str, Any] = {
     "foodItems": [{"name": "Burger", "price": 12.99, "quantity": 1}],
@@ -29,28 +31,17 @@ AMOUNT_CENTS = 1299
 CURRENCY = "USD"
 POLICY = SagaPolicy()
 
-# The reply that completes each step, with the payload the saga relies on.
+# Values the saga keeps from each step's success reply; the event types come from the saga's table.
+RECORDED: dict[str, Any] = {"order_id": ORDER_ID, "payment_info": PAYMENT_INFO, "payment_id": PAYMENT_ID}
 SUCCESS: dict[Step, tuple[str, dict[str, Any]]] = {
-    Step.CREATE_ORDER: ("order.created", {"order_id": ORDER_ID}),
-    Step.GET_PAYMENT_INFO: ("user.payment_info_retrieved", {"payment_info": PAYMENT_INFO}),
-    Step.AUTHORIZE_PAYMENT: ("payment.authorized", {"payment_id": PAYMENT_ID}),
-    Step.UPDATE_ORDER_STATUS: ("order.status_updated", {"status": "CREATED"}),
-    Step.START_TIMER: ("timer.started", {}),
+    spec.step: (
+        spec.action.success,
+        {**({spec.records: RECORDED[spec.records]} if spec.records else {}), **dict(spec.expects)},
+    )
+    for spec in STEP_SPECS
 }
-FAILURE: dict[Step, str] = {
-    Step.CREATE_ORDER: "order.creation_failed",
-    Step.GET_PAYMENT_INFO: "user.payment_info_failed",
-    Step.AUTHORIZE_PAYMENT: "payment.failed",
-    Step.UPDATE_ORDER_STATUS: "order.status_update_failed",
-    Step.START_TIMER: "timer.failed",
-}
-COMMAND_OF: dict[Step, str] = {
-    Step.CREATE_ORDER: "create_order",
-    Step.GET_PAYMENT_INFO: "get_payment_info",
-    Step.AUTHORIZE_PAYMENT: "authorize_payment",
-    Step.UPDATE_ORDER_STATUS: "update_order_status",
-    Step.START_TIMER: "start_order_timer",
-}
+FAILURE: dict[Step, str] = {spec.step: spec.action.failures[0] for spec in STEP_SPECS}
+COMMAND_OF: dict[Step, str] = {spec.step: spec.action.command for spec in STEP_SPECS}
 
 
 def at(seconds: float) -> datetime:

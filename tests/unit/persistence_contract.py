@@ -16,7 +16,17 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from saga.domain.messages import Command
-from saga.domain.saga import Awaiting, Compensation, CreateOrderSaga, HistoryEntry, HistoryKind, SagaStatus, Step
+from saga.domain.saga import (
+    Awaiting,
+    Compensation,
+    CreateOrderSaga,
+    HistoryEntry,
+    HistoryKind,
+    SagaStatus,
+    Step,
+    Undo,
+    UndoStatus,
+)
 from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
@@ -70,7 +80,11 @@ def make_saga(
             due_at=due_at,
             sent=False,
         ),
-        compensations=[Compensation.CANCEL_ORDER],
+        compensations=[
+            Undo(Compensation.REVERT_PAYMENT, "pay-1", UndoStatus.RUNNING, reason="declined"),
+            Undo(Compensation.CANCEL_ORDER, "order-1"),
+            Undo(Compensation.CANCEL_ORDER, "order-2", UndoStatus.UNCONFIRMED, cleanup=True, outcome="not confirmed"),
+        ],
         order_id="order-1",
         payment_id="pay-1",
         payment_info={"card": {"last4": "4242", "expires": "12/30"}},
@@ -436,17 +450,17 @@ class PersistenceContract:
         exactly_now = make_saga(due_at=T0 + timedelta(seconds=15))
         not_yet = make_saga(due_at=T0 + timedelta(seconds=16))
         finished = make_saga(due_at=None, status=SagaStatus.COMPLETED)
-        # A final saga never counts as due, whatever it still says it awaits.
-        final_with_stale_deadline = make_saga(due_at=T0, status=SagaStatus.FAILED)
-        self.store(uow_factory, late, later, earliest, exactly_now, not_yet, finished, final_with_stale_deadline)
+        # A final saga is due while it awaits the reply to a clean-up.
+        final_cleaning_up = make_saga(due_at=T0 + timedelta(seconds=1), status=SagaStatus.FAILED)
+        self.store(uow_factory, late, later, earliest, exactly_now, not_yet, finished, final_cleaning_up)
         tied = sorted([late.id, later.id])
 
         with uow_factory() as uow:
             due = uow.sagas.due(T0 + timedelta(seconds=15), 10)
             first_two = uow.sagas.due(T0 + timedelta(seconds=15), 2)
 
-        assert due == [earliest.id, *tied, exactly_now.id]
-        assert first_two == [earliest.id, tied[0]]
+        assert due == [final_cleaning_up.id, earliest.id, *tied, exactly_now.id]
+        assert first_two == [final_cleaning_up.id, earliest.id]
 
     def test_a_saved_saga_moves_in_or_out_of_the_due_list(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga(due_at=T0)

@@ -30,6 +30,7 @@ from saga.domain.saga import (
     HistoryKind,
     SagaStatus,
     Step,
+    UndoStatus,
     compensation_plan,
 )
 
@@ -103,7 +104,7 @@ def test_failure_sends_the_tables_compensations_in_reverse_order_and_ends_failed
     assert saga.status is SagaStatus.FAILED
     assert saga.completed_at == (when if expected else failed_at)
     assert saga.awaiting is None
-    assert saga.compensations == []
+    assert saga.pending_compensations == []
     assert saga.error == error
     assert saga.current_step is step
     assert kinds(saga, HistoryKind.STATUS) == ["COMPENSATING", "FAILED"]
@@ -175,7 +176,10 @@ def test_order_status_other_than_created_fails_like_update_order_status() -> Non
     commands = saga.handle(event("order.status_updated", {"status": "CANCELLED"}), at(1), POLICY)
 
     assert single(commands).type == "revert_payment"
-    assert saga.compensations == [Compensation.CANCEL_ORDER]
+    assert [undo.compensation for undo in saga.pending_compensations] == [
+        Compensation.REVERT_PAYMENT,
+        Compensation.CANCEL_ORDER,
+    ]
     assert saga.status is SagaStatus.COMPENSATING
 
 
@@ -185,15 +189,21 @@ def test_history_records_the_compensations_and_their_confirmations() -> None:
     cancel = single(saga.handle(event("payment.released", {}, at(6), "r-1"), at(6), POLICY))
     saga.handle(event("order.cancelled", {}, at(7), "c-1"), at(7), POLICY)
 
-    tail = [(e.at, e.kind, e.type, e.message_id) for e in saga.history[-7:]]
+    tail = [(e.at, e.kind, e.type, e.message_id) for e in saga.history[-9:]]
     assert tail == [
         (at(5), HistoryKind.EVENT, "timer.failed", tail[0][3]),
         (at(5), HistoryKind.STATUS, "COMPENSATING", None),
         (at(5), HistoryKind.COMMAND, "revert_payment", revert.message_id),
         (at(6), HistoryKind.EVENT, "payment.released", "r-1"),
+        (at(6), HistoryKind.COMPENSATION, "revert_payment", None),
         (at(6), HistoryKind.COMMAND, "cancel_order", cancel.message_id),
         (at(7), HistoryKind.EVENT, "order.cancelled", "c-1"),
+        (at(7), HistoryKind.COMPENSATION, "cancel_order", None),
         (at(7), HistoryKind.STATUS, "FAILED", None),
+    ]
+    assert [e.detail for e in saga.history if e.kind is HistoryKind.COMPENSATION] == [
+        "confirmed: payment pay-7",
+        "confirmed: order order-42",
     ]
 
 
@@ -269,24 +279,32 @@ def test_compensation_rejected_until_retries_are_used_up_ends_compensation_faile
     sent = list(commands)
     for attempt in range(1, 4):
         when += timedelta(seconds=1)
-        saga.handle(event("payment.release_failed", {"error": f"no #{attempt}"}, when), when, policy)
+        sent += saga.handle(event("payment.release_failed", {"error": f"no #{attempt}"}, when), when, policy)
         if attempt < 3:
             assert saga.status is SagaStatus.COMPENSATING
             assert saga.due_at is not None
             sent += saga.on_deadline(saga.due_at, policy)
             when = saga.due_at
 
-    assert [c.type for c in sent] == ["revert_payment"] * 3
+    # Every compensation runs: the revert is given up, the order is still cancelled.
+    assert [c.type for c in sent] == ["revert_payment"] * 3 + ["cancel_order"]
+    assert saga.status is SagaStatus.COMPENSATING
+    when += timedelta(seconds=1)
+    assert saga.handle(event("order.cancelled", {"order_id": ORDER_ID}, when), when, policy) == []
+
     assert saga.status is SagaStatus.COMPENSATION_FAILED
     assert saga.status.is_final
     assert saga.awaiting is None
     assert saga.completed_at == when
     assert saga.error is not None
     assert "revert_payment not confirmed after 3 attempts" in saga.error
-    assert "no #3" in saga.error
+    assert "no #3" in saga.error and PAYMENT_ID in saga.error
     assert saga.error.startswith("START_TIMER failed")
-    # The order is not cancelled: an operator must look.
-    assert "cancel_order" not in kinds(saga, HistoryKind.COMMAND)
+    # The structured record names the payment left authorized: an operator must look.
+    assert [(u.compensation, u.resource_id, u.status) for u in saga.compensations] == [
+        (Compensation.REVERT_PAYMENT, PAYMENT_ID, UndoStatus.UNCONFIRMED),
+        (Compensation.CANCEL_ORDER, ORDER_ID, UndoStatus.CONFIRMED),
+    ]
     assert kinds(saga, HistoryKind.STATUS)[-1] == "COMPENSATION_FAILED"
 
 

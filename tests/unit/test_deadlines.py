@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 from domain_helpers import (
     NOW,
+    ORDER_ID,
+    PAYMENT_ID,
     POLICY,
     at,
     completed_saga,
@@ -138,8 +140,8 @@ def test_custom_step_deadline_is_used() -> None:
     assert len(saga.on_deadline(at(5), policy)) == 1
 
 
-@pytest.mark.parametrize("step", list(Step))
-def test_a_late_reply_after_the_deadline_failure_changes_nothing(step: Step) -> None:
+@pytest.mark.parametrize("step", [Step.GET_PAYMENT_INFO, Step.UPDATE_ORDER_STATUS, Step.START_TIMER])
+def test_a_late_reply_naming_no_resource_after_the_deadline_failure_changes_nothing(step: Step) -> None:
     saga, _ = saga_at(step)
     failed = exhaust_step_deadlines(saga)
     before = state(saga)
@@ -169,15 +171,30 @@ def test_a_late_failure_reply_after_the_deadline_failure_changes_nothing() -> No
     assert saga.history[-1].kind is HistoryKind.IGNORED
 
 
-def test_late_order_created_after_deadline_failure_does_not_fill_in_the_order_id() -> None:
+def test_late_order_created_after_deadline_failure_resends_the_waiting_cancel_with_its_id() -> None:
     saga, _ = start()
     failed = exhaust_step_deadlines(saga)
     cancel = failed.commands[0]
+    assert cancel.payload["order_id"] is None
 
-    saga.handle(success_event(Step.CREATE_ORDER), at(999), POLICY)
+    resent = saga.handle(success_event(Step.CREATE_ORDER), at(999), POLICY)
 
-    assert saga.order_id is None
-    assert saga.awaiting is not None and saga.awaiting.payload == cancel.payload
+    assert [(c.type, c.payload["order_id"]) for c in resent] == [("cancel_order", ORDER_ID)]
+    assert resent[0].message_id != cancel.message_id
+    assert saga.order_id is None  # the saga never went on with this order
+    assert saga.awaiting is not None and saga.awaiting.message_id == resent[0].message_id
+    assert saga.status is SagaStatus.COMPENSATING
+
+
+def test_late_payment_authorized_after_deadline_failure_resends_the_waiting_revert_with_its_id() -> None:
+    saga, _ = saga_at(Step.AUTHORIZE_PAYMENT)
+    failed = exhaust_step_deadlines(saga)
+    assert [(c.type, c.payload["payment_id"]) for c in failed.commands] == [("revert_payment", None)]
+
+    resent = saga.handle(success_event(Step.AUTHORIZE_PAYMENT), at(999), POLICY)
+
+    assert [(c.type, c.payload["payment_id"]) for c in resent] == [("revert_payment", PAYMENT_ID)]
+    assert saga.payment_id is None
 
 
 def test_a_reply_before_the_deadline_stops_the_resends() -> None:

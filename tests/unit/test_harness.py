@@ -140,7 +140,7 @@ def test_events_by_hand_bad_unknown_and_duplicate_change_nothing() -> None:
         "type": "payment.authorized",
         "correlation_id": saga_id,
         "timestamp": "2026-11-28T12:00:00",
-        "payload": {"payment_id": "other"},
+        "payload": {"payment_id": before.payment_id},
         "message_id": "m-1",
     }
     harness.deliver(duplicate)

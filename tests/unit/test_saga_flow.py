@@ -85,6 +85,13 @@ def test_payment_info_sends_authorize_payment_with_integer_amount_and_the_info_a
         "amount_cents": AMOUNT_CENTS,
         "currency": CURRENCY,
         "payment_info": PAYMENT_INFO,
+        # The nested form the platform's payment service reads (docs/contract.md, "Command payloads").
+        "customer": {
+            "clerkUserId": CUSTOMER_ID,
+            "stripeCustomerId": PAYMENT_INFO["stripeCustomerId"],
+            "userStripeCard": {"payment_method_id": PAYMENT_INFO["paymentMethodId"]},
+        },
+        "order": {"amount": AMOUNT_CENTS, "description": f"Payment for order {ORDER_ID}"},
     }
     assert type(command.payload["amount_cents"]) is int
     assert saga.current_step is Step.AUTHORIZE_PAYMENT
@@ -152,7 +159,7 @@ def test_timer_started_completes_the_saga() -> None:
     assert saga.awaiting is None
     assert saga.due_at is None
     assert saga.error is None
-    assert saga.compensations == []
+    assert saga.pending_compensations == []
     assert saga.ignored_events == 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from saga.domain.messages import (
     EVENT_TYPES,
+    OBJECT_EVENT_FIELDS,
     REQUIRED_EVENT_FIELDS,
     BadMessage,
     Command,
@@ -224,8 +225,9 @@ def parse_event(body: object) -> Event:
     for name in REQUIRED_EVENT_FIELDS.get(event_type, ()):
         if payload.get(name) in (None, ""):
             raise BadMessage(f"{event_type} needs payload.{name}")
-    if event_type == "user.payment_info_retrieved" and not isinstance(payload["payment_info"], dict):
-        raise BadMessage("payload.payment_info must be a JSON object")
+    for name in OBJECT_EVENT_FIELDS.get(event_type, ()):
+        if not isinstance(payload[name], dict):
+            raise BadMessage(f"payload.{name} must be a JSON object")
     ids = {name: _id_text(payload[name], f"payload.{name}") for name in ID_FIELDS if payload.get(name) is not None}
     if ids:
         payload = {**payload, **ids}

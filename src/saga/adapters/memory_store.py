@@ -187,7 +187,7 @@ class InMemorySagaRepository(SagaRepository):
 
     def _store(self, store: InMemoryStore, saga: CreateOrderSaga) -> None:
         self._uow.write(store.sagas, saga.id, saga)
-        self._uow.write(store.due_at, saga.id, None if saga.status.is_final else saga.due_at)
+        self._uow.write(store.due_at, saga.id, saga.due_at)
 
     def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
         if limit < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -40,14 +41,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Row, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from saga.adapters.envelope import encode_json
 from saga.domain.messages import Command
-from saga.domain.saga import Awaiting, Compensation, CreateOrderSaga, HistoryEntry, SagaStatus, Step
+from saga.domain.saga import Awaiting, Compensation, CreateOrderSaga, HistoryEntry, SagaStatus, Step, Undo, UndoStatus
+from saga.domain.steps import UNDO
 from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
@@ -366,7 +367,7 @@ def _saga_row(saga: CreateOrderSaga) -> dict[str, object]:
         "order_details": saga.order_details,
         "payment_info": saga.payment_info,
         "awaiting": saga.awaiting.to_dict() if saga.awaiting is not None else None,
-        "compensations": [compensation.value for compensation in saga.compensations],
+        "compensations": [_undo_row(undo) for undo in saga.compensations],
         "history": [entry.to_dict() for entry in saga.history],
         "cancel_requested": saga.cancel_requested,
         "ignored_events": saga.ignored_events,
@@ -374,11 +375,58 @@ def _saga_row(saga: CreateOrderSaga) -> dict[str, object]:
         "created_at": saga.created_at,
         "updated_at": saga.updated_at,
         "completed_at": saga.completed_at,
-        "due_at": None if saga.status.is_final else saga.due_at,
+        # A terminal saga still has a deadline while a clean-up runs.
+        "due_at": saga.due_at,
     }
 
 
+def _undo_row(undo: Undo) -> dict[str, object]:
+    return {
+        "compensation": undo.compensation.value,
+        "resource_id": undo.resource_id,
+        "status": undo.status.value,
+        "cleanup": undo.cleanup,
+        "reason": undo.reason,
+        "outcome": undo.outcome,
+    }
+
+
+def _undo_from_row(value: Any) -> Undo:
+    if isinstance(value, str):  # a compensation still to run, as the first schema kept it
+        return Undo(Compensation(value), None)
+    return Undo(
+        Compensation(value["compensation"]),
+        value.get("resource_id"),
+        UndoStatus(value["status"]),
+        bool(value.get("cleanup", False)),
+        value.get("reason"),
+        value.get("outcome"),
+    )
+
+
 def _saga_from_row(row: Row[Any]) -> CreateOrderSaga:
+    saga = _saga_as_stored(row)
+    if (row.compensations and all(isinstance(value, str) for value in row.compensations)) or (
+        saga.status is SagaStatus.COMPENSATING and not saga.compensations
+    ):
+        _read_first_schema_compensations(saga)
+    return saga
+
+
+def _read_first_schema_compensations(saga: CreateOrderSaga) -> None:
+    """The first schema kept only the compensations still to run, by name, and the running
+    one in `awaiting`: name their resources and mark the running one."""
+    saga.compensations = [
+        replace(undo, resource_id=getattr(saga, undo.spec.undoes.id_field)) for undo in saga.compensations
+    ]
+    awaiting = saga.awaiting
+    for undo_spec in UNDO.values():
+        if awaiting is not None and awaiting.command_type == undo_spec.action.command:
+            resource_id = awaiting.payload.get(undo_spec.undoes.id_field)
+            saga.compensations.insert(0, Undo(undo_spec.compensation, resource_id, UndoStatus.RUNNING))
+
+
+def _saga_as_stored(row: Row[Any]) -> CreateOrderSaga:
     return CreateOrderSaga(
         id=row.id,
         customer_id=row.customer_id,
@@ -390,7 +438,7 @@ def _saga_from_row(row: Row[Any]) -> CreateOrderSaga:
         created_at=row.created_at,
         updated_at=row.updated_at,
         awaiting=Awaiting.from_dict(row.awaiting) if row.awaiting is not None else None,
-        compensations=[Compensation(value) for value in row.compensations],
+        compensations=[_undo_from_row(value) for value in row.compensations],
         order_id=row.order_id,
         payment_id=row.payment_id,
         payment_info=row.payment_info,

@@ -10,19 +10,17 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
 
-JsonObject = dict[str, Any]
-
-
-class Participant(StrEnum):
-    """The four services the saga coordinates; transports map each to a topic or URL."""
-
-    ORDER = "order"
-    USER = "user"
-    PAYMENT = "payment"
-    TIMER = "timer"
+from saga.domain.steps import (  # re-exported: the envelope's vocabulary comes from the saga's table
+    ACTIONS as ACTIONS,
+    EVENT_PARTICIPANT as EVENT_PARTICIPANT,
+    EVENT_TYPES as EVENT_TYPES,
+    ID_EVENT_FIELDS as ID_EVENT_FIELDS,
+    OBJECT_EVENT_FIELDS as OBJECT_EVENT_FIELDS,
+    REQUIRED_EVENT_FIELDS as REQUIRED_EVENT_FIELDS,
+    JsonObject as JsonObject,
+    Participant as Participant,
+)
 
 
 class BadMessage(ValueError):
@@ -31,7 +29,7 @@ class BadMessage(ValueError):
 
 @dataclass(frozen=True)
 class Reply:
-    """The event types that answer one command: success, and failure."""
+    """The event types that answer one command: success, and its first failure type."""
 
     success: str
     failure: str
@@ -44,28 +42,10 @@ class CommandSpec:
 
 
 COMMANDS: Mapping[str, CommandSpec] = {
-    "create_order": CommandSpec(Participant.ORDER, Reply("order.created", "order.creation_failed")),
-    "get_payment_info": CommandSpec(Participant.USER, Reply("user.payment_info_retrieved", "user.payment_info_failed")),
-    "authorize_payment": CommandSpec(Participant.PAYMENT, Reply("payment.authorized", "payment.failed")),
-    "update_order_status": CommandSpec(Participant.ORDER, Reply("order.status_updated", "order.status_update_failed")),
-    "start_order_timer": CommandSpec(Participant.TIMER, Reply("timer.started", "timer.failed")),
-    "cancel_order": CommandSpec(Participant.ORDER, Reply("order.cancelled", "order.cancellation_failed")),
-    "revert_payment": CommandSpec(Participant.PAYMENT, Reply("payment.released", "payment.release_failed")),
+    command: CommandSpec(action.participant, Reply(action.success, action.failures[0]))
+    for command, action in ACTIONS.items()
 }
-
-# Payload fields an event must carry for the saga to use it (CONTRACT.md, "Event payloads").
-REQUIRED_EVENT_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "order.created": ("order_id",),
-    "user.payment_info_retrieved": ("payment_info",),
-    "payment.authorized": ("payment_id",),
-}
-
-EVENT_PARTICIPANT: Mapping[str, Participant] = {
-    event_type: spec.participant
-    for spec in COMMANDS.values()
-    for event_type in (spec.reply.success, spec.reply.failure)
-}
-EVENT_TYPES = frozenset(EVENT_PARTICIPANT)
+"""Every command the saga sends, by type (derived from the saga's table in `steps.py`)."""
 
 
 def new_message_id() -> str:

@@ -32,6 +32,8 @@ class SagaPolicy:
     default_currency: str = "USD"
     compensation_backoff_max: timedelta = timedelta(minutes=10)
     """The longest wait between two sends of a rejected compensation; at most LONGEST_BACKOFF."""
+    payment_return_url: str | None = None
+    """Sent as `return_url` with `authorize_payment` when set (docs/contract.md, "Command payloads")."""
 
     def __post_init__(self) -> None:
         """Raises ValueError naming the field in words when a value is outside its bounds."""

@@ -10,7 +10,7 @@ from typing import cast
 
 from saga.adapters.envelope import decode_json, encode_json, format_timestamp, without_non_finite
 from saga.domain.messages import JsonObject
-from saga.domain.saga import CreateOrderSaga
+from saga.domain.saga import CreateOrderSaga, Undo, UndoStatus
 from saga.ports.persistence import PageCursor
 
 
@@ -37,10 +37,25 @@ def saga_json(saga: CreateOrderSaga) -> JsonObject:
         "awaiting": None
         if awaiting is None
         else {"command": awaiting.command_type, "attempts": awaiting.attempts, "due_at": _time(awaiting.due_at)},
-        "pending_compensations": [compensation.value for compensation in saga.compensations],
+        "pending_compensations": [undo.compensation.value for undo in saga.pending_compensations],
+        "compensations": [_undo_json(undo) for undo in saga.compensations if not undo.cleanup],
+        "cleanups": [_undo_json(undo) for undo in saga.cleanups],
         "ignored_events": saga.ignored_events,
         "version": saga.version,
         "history": [entry.to_dict() for entry in saga.history],
+    }
+
+
+def _undo_json(undo: Undo) -> JsonObject:
+    """One compensation or clean-up: `kind` is the resource (`order`, `payment`), `status` one of
+    pending, confirmed, unconfirmed and, for a resource whose id was never reported, unknown."""
+    status = UndoStatus.PENDING if undo.status is UndoStatus.RUNNING else undo.status
+    return {
+        "kind": undo.spec.undoes.value,
+        "command": undo.command_type,
+        "id": undo.resource_id,
+        "status": status.value,
+        "detail": undo.outcome,
     }
 
 
