@@ -43,6 +43,8 @@ from tests.support.servers import (
     wait_until_answers,
 )
 
+from saga.adapters.kafka_consumer import KafkaRecordConsumer
+from saga.adapters.kafka_settings import DEFAULT_TOPICS, KafkaSettings
 from saga.adapters.sqlalchemy_store import database_url as sqlalchemy_url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -365,3 +367,62 @@ def test_several_event_consumers_in_one_process_complete_every_saga_once(system:
         sagas = assert_all_complete(base, 20)
     for saga in sagas:
         assert len(set(event_message_ids(saga))) == len(SUCCESS_EVENTS)
+
+
+# A session long enough that a join on Tansu visibly takes time (it holds a JoinGroup for
+# half the session) and a member that did not leave is visibly waited for.
+SLOW_GROUP = {
+    "SAGA_KAFKA_SESSION_TIMEOUT_MS": "10000",
+    "SAGA_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    "SAGA_KAFKA_REQUEST_TIMEOUT_MS": "30000",
+    "SAGA_KAFKA_DELIVERY_TIMEOUT_MS": "40000",
+}
+
+
+def seconds_until_a_new_member_holds_every_partition(system: KafkaSystem, timeout: float = 40.0) -> float:
+    settings = KafkaSettings(
+        bootstrap_servers=system.setup.bootstrap,
+        group_id=system.setup.orchestrator_group,
+        topics={name: system.setup.topic(name) for name in DEFAULT_TOPICS},
+        dead_letter_topic=system.setup.dead_letter_topic,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        fetch_max_wait_ms=10,
+        request_timeout_ms=30_000,
+        delivery_timeout_ms=40_000,
+    )
+    consumer = KafkaRecordConsumer(settings, settings.event_topics(), settings.group_id, "newcomer")
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            consumer.poll(100)
+            if consumer.in_stable_group() and len(consumer.assignment()) == 4 * settings.partitions:
+                break
+        return time.monotonic() - started
+    finally:
+        consumer.close()
+
+
+def test_ready_only_in_a_stable_group_and_a_stopped_worker_leaves_it(system: KafkaSystem) -> None:
+    port = free_port()
+    log = system.folder / "worker.log"
+    worker = spawn_saga(["worker", "--port", str(port)], system.env(**SLOW_GROUP), log)
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/healthz", worker, log)
+        first = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert first.status_code == 503, first.text
+        assert system.setup.orchestrator_group in first.json()["problems"]["consumers"]
+        deadline = time.monotonic() + 30
+        while requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        # Stopped as the operator in the report did: SIGINT, then SIGTERM right after.
+        worker.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(20)
+    finally:
+        stop_process(worker)
+    # A member that left is not waited for: the newcomer joins as fast as an empty group
+    # allows (half a session on Tansu), not after the old member's session ran out (18 s).
+    assert seconds_until_a_new_member_holds_every_partition(system) < 9.0

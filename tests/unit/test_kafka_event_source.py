@@ -1,11 +1,15 @@
 """The Kafka event loop's decisions about one record, with a stand-in for the broker client.
 
 The broker itself is exercised in tests/integration; here the client refuses the
-dead-letter topic, which a real broker does only with access control.
+dead-letter topic (which a real broker does only with access control), or never
+settles in its group, at the test's word.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +17,9 @@ import pytest
 from saga.adapters.envelope import decode_event
 from saga.adapters.kafka_consumer import InboundRecord, KafkaUnavailable
 from saga.adapters.kafka_settings import KafkaSettings
-from saga.entrypoints.kafka_events import ATTEMPTS_BEFORE_DEAD_LETTER, KafkaEventSource
+from saga.domain.policy import SagaPolicy
+from saga.entrypoints.kafka_events import ATTEMPTS_BEFORE_DEAD_LETTER, Backoff, JoinNotSettled, KafkaEventSource
+from saga.entrypoints.worker import NEVER, BackgroundWorker
 from saga.service_layer.receiver import EventReceiver
 from saga.testing import SagaHarness
 
@@ -65,3 +71,121 @@ def test_an_illegal_topic_name_stops_the_start_with_its_variable(variable: str) 
 
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", variable: "orders events!"})
+
+
+class GroupStandIn:
+    """A consumer whose group membership the test decides; it has no records to give."""
+
+    def __init__(self, stable: bool, records: list[InboundRecord] | None = None) -> None:
+        self.stable = stable
+        self.records = records or []
+        self.polls = 0
+
+    def poll(self, timeout_ms: int) -> list[InboundRecord]:
+        self.polls += 1
+        records, self.records = self.records, []
+        return records
+
+    def assignment(self) -> list[str]:
+        return ["order_events/0"] if self.stable else []
+
+    def in_stable_group(self) -> bool:
+        return self.stable
+
+    def commit(self, done: Any) -> None:
+        pass
+
+    def rewind(self, undone: Any) -> None:
+        pass
+
+
+def run_polls(source: KafkaEventSource, consumer: Any, polls: int) -> None:
+    """Runs the consume loop for `polls` polls."""
+    stop = threading.Event()
+    original = consumer.poll
+
+    def poll_then_stop(timeout_ms: int) -> list[InboundRecord]:
+        if consumer.polls + 1 >= polls:
+            stop.set()
+        return original(timeout_ms)  # type: ignore[no-any-return]
+
+    consumer.poll = poll_then_stop
+    source._consume(consumer, stop, Backoff(0.01))
+
+
+def test_a_consumer_is_ready_only_as_a_member_of_a_stable_group() -> None:
+    harness = SagaHarness()
+    source = KafkaEventSource(
+        KafkaSettings(), EventReceiver(harness.orchestrator, harness.metrics, decode_event), harness.metrics
+    )
+    assert source.readiness() is not None  # not even connected
+
+    joining: Any = GroupStandIn(stable=False)
+    run_polls(source, joining, 3)
+    problem = source.readiness()
+    assert problem is not None and "stable group" in problem and "create-order-saga-orchestrator" in problem
+    assert source.caught_up_at() is None
+
+    joined: Any = GroupStandIn(stable=True)
+    run_polls(source, joined, 3)
+    assert source.readiness() is None
+    assert source.caught_up_at() is not None
+
+
+def test_a_join_that_does_not_settle_in_time_is_given_up_for_a_fresh_consumer() -> None:
+    harness = SagaHarness()
+    source = KafkaEventSource(
+        KafkaSettings(),
+        EventReceiver(harness.orchestrator, harness.metrics, decode_event),
+        harness.metrics,
+        join_timeout=0.05,
+    )
+    never: Any = GroupStandIn(stable=False)
+    never.poll = lambda timeout_ms: time.sleep(0.02) or []
+
+    with pytest.raises(JoinNotSettled, match="did not settle"):
+        source._consume(never, threading.Event(), Backoff(0.01))
+    assert harness.metrics.get("kafka_group_joins_given_up") == 1
+    assert issubclass(JoinNotSettled, KafkaUnavailable)  # run() closes it (leaving the group) and starts anew
+
+
+def test_a_deadline_does_not_count_while_its_reply_may_wait_unread() -> None:
+    harness = SagaHarness(silent_step="CREATE_ORDER")
+    saga_id = harness.start_order("cust_1", {"foodItems": [{"name": "Burger", "price": 12.99, "quantity": 1}]})
+    sent_at = harness.clock.now()
+    harness.clock.advance(SagaPolicy().step_deadline * 2)
+
+    # The consumers last read everything before the deadline passed: a reply may be waiting.
+    assert harness.orchestrator.sweep_deadlines(events_read_until=sent_at) == 0
+    saga = harness.saga(saga_id)
+    assert saga.awaiting is not None and saga.awaiting.attempts == 1
+    # Once they have read past the deadline, the silence is the participant's.
+    assert harness.orchestrator.sweep_deadlines(events_read_until=harness.clock.now()) == 1
+    saga = harness.saga(saga_id)
+    assert saga.awaiting is not None and saga.awaiting.attempts == 2
+
+
+def test_the_worker_sweeps_only_up_to_what_every_group_consumer_has_read() -> None:
+    harness = SagaHarness()
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+
+    class Member:
+        def __init__(self, at: datetime | None, problem: str | None = None) -> None:
+            self.at, self.problem = at, problem
+
+        def run(self, stop: threading.Event) -> None: ...
+
+        def readiness(self) -> str | None:
+            return self.problem
+
+        def caught_up_at(self) -> datetime | None:
+            return self.at
+
+    def worker(*sources: Any) -> BackgroundWorker:
+        return BackgroundWorker(None, harness.orchestrator, threading.Event(), list(sources), 1.0, 1.0)  # type: ignore[arg-type]
+
+    assert worker().events_read_until() is None
+    assert worker(Member(early), Member(late)).events_read_until() == early
+    assert worker(Member(late), Member(None)).events_read_until() == NEVER
+    assert worker(Member(late), Member(late, "joining group g")).readiness() == "joining group g"
+    assert worker(Member(late)).readiness() is None

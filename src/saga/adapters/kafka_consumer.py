@@ -101,6 +101,24 @@ class KafkaRecordConsumer:
             for record in records
         ]
 
+    def in_stable_group(self) -> bool:
+        """True while this member has joined its group and the group is not rebalancing.
+
+        An empty assignment is still a stable membership: a group with more members than
+        partitions leaves some without any. kafka-python keeps this state on its group
+        coordinator, which it does not expose; read defensively.
+        """
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        try:
+            return bool(
+                coordinator is not None
+                and coordinator.coordinator_id is not None
+                and coordinator.stable()
+                and not coordinator.need_rejoin()
+            )
+        except (AttributeError, KafkaError):
+            return False
+
     def assignment(self) -> list[str]:
         """The partitions this member holds now, as `topic/partition`; empty until the group is joined."""
         return sorted(f"{partition.topic}/{partition.partition}" for partition in self._consumer.assignment())
@@ -166,6 +184,8 @@ class KafkaRecordConsumer:
             await_acknowledgement(future, self._settings.delivery_timeout_ms / 1000 + 1.0)
 
     def close(self) -> None:
+        """Commits what is done, leaves the group (so its partitions move at once, not after
+        the session times out) and closes the clients."""
         try:
             self.flush_commits()
         except KafkaUnavailable:

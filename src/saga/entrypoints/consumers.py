@@ -8,7 +8,8 @@ replies and through `POST /api/events`).
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from saga.adapters.memory_transport import InMemoryTransport
 from saga.service_layer.receiver import EventReceiver
@@ -18,6 +19,17 @@ class EventConsumer(Protocol):
     """Feeds events from a transport to the receiver until `stop` is set."""
 
     def run(self, stop: threading.Event) -> None: ...
+
+
+@runtime_checkable
+class GroupConsumer(Protocol):
+    """An EventConsumer that shares its transport's partitions with other processes (Kafka)."""
+
+    def readiness(self) -> str | None:
+        """None while it is a member of a stable group (partitions or not), else what it waits for."""
+
+    def caught_up_at(self) -> datetime | None:
+        """When (UTC) it had last read everything it was given; None before it ever had."""
 
 
 class MemoryEventConsumer:

@@ -108,8 +108,9 @@ def parse_object(body: bytes) -> JsonObject:
 class SagaApi:
     """The endpoints, bound to the services they call."""
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, consumes_events: bool = False) -> None:
         settings = container.settings()
+        self._consumes_events = consumes_events
         self._orchestrator: SagaOrchestrator = container.orchestrator()
         self._intake: EventReceiver = container.intake()
         self._container = container
@@ -225,6 +226,11 @@ class SagaApi:
         transport_problem = self._container.publisher().healthy()
         if transport_problem is not None:
             problems["transport"] = transport_problem
+        # Ready only once this process's consumers can read events: until then a saga
+        # would wait for its replies, and its deadlines would not count.
+        consumers_problem = self._container.worker().readiness() if self._consumes_events else None
+        if consumers_problem is not None:
+            problems["consumers"] = consumers_problem
         return problems
 
     async def metrics(self, request: Request) -> Response:
@@ -305,7 +311,7 @@ def create_app(container: Container, run_worker: bool = True, operations_only: b
     """The ASGI app. It always sends the commands it commits; with `run_worker` it also
     takes in events, sweeps deadlines and sends what other processes left in the outbox.
     With `operations_only` it answers only /healthz, /readyz and /metrics (`saga worker --port`)."""
-    api = SagaApi(container)
+    api = SagaApi(container, consumes_events=run_worker)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

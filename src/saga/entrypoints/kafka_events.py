@@ -6,6 +6,13 @@ saga's state make it change nothing), never loss. A bad message or one naming no
 saga goes to the dead-letter topic unchanged and the consumer goes on. When the
 database is down, or the dead-letter topic refuses a record, nothing is committed
 past that record: it is read again after a pause, until it is applied or set aside.
+
+Each source says whether it is ready (`readiness()`: a member of a stable consumer
+group, with or without partitions) and up to when it has read everything it was
+given (`caught_up_at()`): the deadline sweep acts only on deadlines that passed
+before that moment, so an event that waits unread is never taken for a
+participant's silence. A group join that does not settle in time is given up and
+tried again with a fresh consumer (a new member).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, KafkaUnavailable
 from saga.adapters.kafka_publisher import ensure_topics
@@ -46,16 +55,41 @@ class Backoff:
         self._failures = 0
 
 
+MIN_JOIN_SETTLE_SECONDS = 30.0
+
+
+def join_settle_seconds(settings: KafkaSettings) -> float:
+    """How long a group join may take before it is given up: three session timeouts, at least 30 s."""
+    return max(MIN_JOIN_SETTLE_SECONDS, 3 * settings.session_timeout_ms / 1000)
+
+
+class JoinNotSettled(KafkaUnavailable):
+    """This member did not reach a stable group in time; a fresh consumer joins instead."""
+
+
 class KafkaEventSource:
     """An EventConsumer over the event topics, in the settings' consumer group."""
 
-    def __init__(self, settings: KafkaSettings, intake: EventReceiver, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: KafkaSettings, intake: EventReceiver, metrics: Metrics, join_timeout: float | None = None
+    ) -> None:
         self._settings = settings
         self._intake = intake
         self._metrics = metrics
+        self._join_timeout = join_settle_seconds(settings) if join_timeout is None else join_timeout
         self._topics_ready = False
         self._failed_attempts: dict[str, int] = {}
         self._refused_dead_letters: dict[str, int] = {}
+        self._problem: str | None = "not connected to the broker yet"
+        self._caught_up_at: datetime | None = None
+
+    def readiness(self) -> str | None:
+        """None while this consumer is a member of a stable group (partitions or not), else what it waits for."""
+        return self._problem
+
+    def caught_up_at(self) -> datetime | None:
+        """The last moment (UTC) by which every record this consumer was given was processed; None before any."""
+        return self._caught_up_at
 
     def run(self, stop: threading.Event) -> None:
         backoff = Backoff(self._settings.retry_backoff_max_ms / 1000)
@@ -76,6 +110,7 @@ class KafkaEventSource:
                 backoff.reset()
                 self._consume(consumer, stop, backoff)
             except KafkaUnavailable as error:
+                self._problem = f"kafka consumer: {error}"
                 self._metrics.count("kafka_consumer_reconnects")
                 pause = backoff.next_pause()
                 log.warning("kafka consumer: %s; reconnecting in %.1fs", error, pause)
@@ -86,19 +121,40 @@ class KafkaEventSource:
 
     def _consume(self, consumer: KafkaRecordConsumer, stop: threading.Event, backoff: Backoff) -> None:
         assignment: list[str] = []
+        joining_since = time.monotonic()
+        settled_polls = 0  # polls since this member last became stable with its current partitions
+        self._problem = f"joining consumer group {self._settings.group_id}"
         while not stop.is_set():
+            polled_at = datetime.now(UTC)
             records = consumer.poll(POLL_TIMEOUT_MS)
             if consumer.assignment() != assignment:
                 assignment = consumer.assignment()
+                settled_polls = 0
                 log.info(
                     "group %s assigned %d partition(s): %s",
                     self._settings.group_id,
                     len(assignment),
                     " ".join(assignment),
                 )
+            if consumer.in_stable_group():
+                joining_since = time.monotonic()
+                settled_polls += 1
+                self._problem = None
+            else:
+                settled_polls = 0
+                waited = time.monotonic() - joining_since
+                self._problem = f"not a member of a stable group {self._settings.group_id} ({waited:.0f}s)"
+                if waited > self._join_timeout:
+                    self._metrics.count("kafka_group_joins_given_up")
+                    raise JoinNotSettled(f"group {self._settings.group_id} did not settle within {waited:.0f}s")
             done, problem = self._process(consumer, records)
             self._commit(consumer, done)
             if problem is None:
+                # A poll that was not full and was wholly processed read everything its
+                # partitions held when it began (the first poll after joining may return
+                # before the fetch does, hence a settled one).
+                if settled_polls >= 2 and len(records) < self._settings.max_poll_records:
+                    self._caught_up_at = polled_at
                 backoff.reset()
                 continue
             undone = records[len(done) :]

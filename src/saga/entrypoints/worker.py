@@ -10,8 +10,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
-from saga.entrypoints.consumers import EventConsumer
+from saga.entrypoints.consumers import EventConsumer, GroupConsumer
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay import OutboxRelay
 from saga.service_layer.retention import Retention
@@ -19,6 +20,7 @@ from saga.service_layer.retention import Retention
 log = logging.getLogger(__name__)
 
 ERROR_PAUSE_SECONDS = 1.0
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class BackgroundWorker:
@@ -95,7 +97,25 @@ class BackgroundWorker:
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self._sweep_interval_seconds):
-            self._orchestrator.sweep_deadlines()
+            self._orchestrator.sweep_deadlines(events_read_until=self.events_read_until())
+
+    def events_read_until(self) -> datetime | None:
+        """Up to when this process's group consumers have read every event they were given
+        (None: no group consumers, no limit). Before they have, no deadline counts."""
+        members = [source for source in self._sources if isinstance(source, GroupConsumer)]
+        if not members:
+            return None
+        moments = [member.caught_up_at() for member in members]
+        return min((moment or NEVER for moment in moments), default=None)
+
+    def readiness(self) -> str | None:
+        """None when every group consumer of this process is a member of a stable group, else why not."""
+        problems = [
+            problem
+            for source in self._sources
+            if isinstance(source, GroupConsumer) and (problem := source.readiness()) is not None
+        ]
+        return "; ".join(problems) if problems else None
 
     def _retention_loop(self) -> None:
         assert self._retention is not None

@@ -113,25 +113,30 @@ class SagaOrchestrator:
         self._log_status(saga)
         return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
 
-    def sweep_deadlines(self, limit: int = 500) -> int:
-        """Acts on every saga whose deadline has passed; returns how many were acted on."""
+    def sweep_deadlines(self, limit: int = 500, events_read_until: datetime | None = None) -> int:
+        """Acts on every saga whose deadline has passed; returns how many were acted on.
+
+        With `events_read_until`, only deadlines that passed before it count: a reply may
+        still wait unread for those after it, and waiting is not the participant's silence.
+        """
         now = self._clock.now()
+        cutoff = now if events_read_until is None else min(now, events_read_until)
         with self._uow_factory(read_only=True) as uow:
-            due = uow.sagas.due(now, limit)
+            due = uow.sagas.due(cutoff, limit)
         acted = 0
         for saga_id in due:
             try:
-                acted += self._on_deadline(saga_id)
+                acted += self._on_deadline(saga_id, cutoff)
             except ConcurrencyConflict:
                 # An event moved the saga meanwhile; the next sweep sees its new deadline.
                 self._metrics.count("concurrency_conflicts")
         return acted
 
-    def _on_deadline(self, saga_id: str) -> int:
+    def _on_deadline(self, saga_id: str, cutoff: datetime) -> int:
         now = self._clock.now()
         with self._uow_factory() as uow:
             saga = uow.sagas.get(saga_id)
-            if saga is None or saga.awaiting is None or saga.awaiting.due_at > now:
+            if saga is None or saga.awaiting is None or saga.awaiting.due_at > min(now, cutoff):
                 return 0
             if saga.awaiting.sent and uow.outbox.awaiting_delivery(saga.awaiting.message_id):
                 saga.postpone_deadline(now, self._policy)
