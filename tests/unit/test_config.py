@@ -68,7 +68,7 @@ def test_seed_variables_are_read() -> None:
         ({"SAGA_COMPENSATION_BACKOFF_MAX_SECONDS": "1e9"}, "SAGA_COMPENSATION_BACKOFF_MAX_SECONDS must be"),
         ({"SAGA_OUTBOX_RETENTION_HOURS": "1e300"}, "SAGA_OUTBOX_RETENTION_HOURS must be a number from 0 to"),
         ({"SAGA_HTTP_READ_TIMEOUT_SECONDS": "0"}, "SAGA_HTTP_READ_TIMEOUT_SECONDS must be a number from"),
-        ({"SAGA_SIMULATE_FAIL_STEP": "PAY"}, "SAGA_SIMULATE_FAIL_STEP must be one of"),
+        ({"SAGA_SIMULATE_FAIL_STEP": "PAY"}, "SAGA_SIMULATE_FAIL_STEP must be one or more of"),
         ({"SAGA_LOG_LEVEL": "LOUD"}, "SAGA_LOG_LEVEL must be one of"),
         ({"SAGA_CURRENCY": "EURO"}, "SAGA_CURRENCY must be three ASCII letters"),
         ({"DATABASE_URL": "notaurl"}, "DATABASE_URL must be a URL such as"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -246,3 +248,19 @@ def test_a_lowercase_currency_code_is_accepted_in_capitals() -> None:
     harness = SagaHarness()
     saga = harness.saga(harness.start_order("cust_1", {**BURGER, "currency": "sgd"}))
     assert saga.currency == "SGD" and saga.status is SagaStatus.COMPLETED
+
+
+def test_the_readmes_failure_examples_end_as_the_readme_says() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    examples = re.findall(r"`SAGA_SIMULATE_FAIL_STEP=([A-Z_,]+) make run` ends `([A-Z_]+)`", readme)
+    examples += [
+        (steps, status)
+        for status, steps in re.findall(r"end in\s+`([A-Z_]+)`: `SAGA_SIMULATE_FAIL_STEP=([A-Z_,]+) make run`", readme)
+    ]
+    assert examples == [("AUTHORIZE_PAYMENT", "FAILED"), ("AUTHORIZE_PAYMENT,CANCEL_ORDER", "COMPENSATION_FAILED")]
+    for fail_steps, status in examples:
+        harness = SagaHarness(fail_step=fail_steps, policy=SagaPolicy(compensation_backoff=timedelta(seconds=1)))
+        saga_id = harness.start_order("cust_1", BURGER)
+        for _ in range(10):
+            harness.advance(timedelta(seconds=31))
+        assert harness.saga(saga_id).status.value == status, fail_steps

@@ -91,12 +91,17 @@ class Environment(BaseSettings):
     saga_events_token: str | None = setting(
         None, "bearer token required by `POST /api/events`", accepts="any text; unset: no token required"
     )
+    saga_admin_token: str | None = setting(
+        None,
+        "bearer token required by `POST /api/sagas/{id}/cancel` and `.../retry`",
+        accepts="any text; unset: no token required",
+    )
     saga_currency: str = setting(
         "USD", "currency when `order_details.currency` is absent", accepts="three ASCII letters"
     )
     saga_simulate_fail_step: str | None = setting(
         None,
-        "make one simulated step or compensation fail (in-memory transport)",
+        "make simulated steps or compensations fail (in-memory transport), several separated by commas",
         accepts=", ".join(f"`{action}`" for action in SIMULATABLE_ACTIONS),
     )
 
@@ -265,10 +270,11 @@ class Environment(BaseSettings):
 
     @field_validator("saga_simulate_fail_step")
     @classmethod
-    def _simulated_action(cls, name: str | None) -> str | None:
-        if name is not None and name not in SIMULATABLE_ACTIONS:
-            raise ValueError(f"must be one of {', '.join(SIMULATABLE_ACTIONS)}, got {name!r}")
-        return name
+    def _simulated_action(cls, names: str | None) -> str | None:
+        for name in [] if names is None else names.split(","):
+            if name.strip() not in SIMULATABLE_ACTIONS:
+                raise ValueError(f"must be one or more of {', '.join(SIMULATABLE_ACTIONS)}, got {name!r}")
+        return names
 
     @field_validator("saga_currency")
     @classmethod
@@ -388,6 +394,7 @@ class HttpSettings:
     connect_timeout: float = 2.0
     read_timeout: float = 10.0
     events_token: str | None = None
+    admin_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -442,6 +449,7 @@ class Settings:
                 connect_timeout=env.saga_http_connect_timeout_seconds,
                 read_timeout=env.saga_http_read_timeout_seconds,
                 events_token=env.saga_events_token,
+                admin_token=env.saga_admin_token,
             ),
             simulate_fail_step=env.saga_simulate_fail_step,
             max_body_bytes=env.saga_max_body_bytes,

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from saga.adapters.envelope import decode_json
 from saga.domain.messages import JsonObject
 from saga.domain.money import InvalidOrder
-from saga.domain.saga import SagaStatus
+from saga.domain.saga import NothingToRetry, SagaStatus
 from saga.entrypoints.container import Container
 from saga.entrypoints.openapi import OPENAPI
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
@@ -48,6 +48,12 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    # The scheme name is case-insensitive (RFC 9110); the token itself is not.
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -116,6 +122,7 @@ class SagaApi:
         self._container = container
         self._max_body = settings.max_body_bytes
         self._events_token = settings.http.events_token
+        self._admin_token = settings.http.admin_token
         self._body_timeout = settings.body_read_timeout_seconds
 
     async def _body(self, request: Request) -> bytes:
@@ -173,7 +180,27 @@ class SagaApi:
             headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
         return JSONResponse([saga_json(saga) for saga in page.sagas], headers=headers)
 
+    def _require_admin(self, request: Request) -> None:
+        """Cancel and retry need the SAGA_ADMIN_TOKEN bearer token when one is set (docs/contract.md, "HTTP API")."""
+        if self._admin_token is not None and not _bearer_matches(request, self._admin_token):
+            raise ApiError(401, "a valid bearer token is required")
+
+    async def retry_saga(self, request: Request) -> Response:
+        self._require_admin(request)
+        saga_id = _saga_id(request)
+        operator = request.headers.get("x-operator", "").strip() or "operator"
+        if len(operator) > 200 or not operator.isprintable():
+            raise ApiError(400, "X-Operator must be at most 200 printable characters")
+        try:
+            saga = await run_in_threadpool(self._orchestrator.retry, saga_id, operator)
+        except NothingToRetry as nothing:
+            raise ApiError(409, str(nothing)) from None
+        if saga is None:
+            raise ApiError(404, f"no saga {saga_id}")
+        return JSONResponse({"success": True, "saga_id": saga.id, "status": saga.status.value}, status_code=202)
+
     async def cancel_saga(self, request: Request) -> Response:
+        self._require_admin(request)
         saga_id = _saga_id(request)
         reason = "requested by client"
         if request.headers.get("content-length", "0") not in ("", "0"):
@@ -191,11 +218,7 @@ class SagaApi:
 
     async def receive_event(self, request: Request) -> Response:
         if self._events_token is not None:
-            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-            # The scheme name is case-insensitive (RFC 9110); the token itself is not.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                presented.strip().encode(), self._events_token.encode()
-            ):
+            if not _bearer_matches(request, self._events_token):
                 raise ApiError(401, "a valid bearer token is required")
         raw = await self._body(request)
         result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")
@@ -333,6 +356,7 @@ def create_app(container: Container, run_worker: bool = True, operations_only: b
         Route("/api/sagas", api.list_sagas, methods=["GET"]),
         Route("/api/sagas/{saga_id}", api.get_saga, methods=["GET"]),
         Route("/api/sagas/{saga_id}/cancel", api.cancel_saga, methods=["POST"]),
+        Route("/api/sagas/{saga_id}/retry", api.retry_saga, methods=["POST"]),
         Route("/api/events", api.receive_event, methods=["POST"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]

@@ -171,6 +171,29 @@ class SagaOrchestrator:
             return saga
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while cancelling")
 
+    def retry(self, saga_id: str, operator: str) -> CreateOrderSaga | None:
+        """An operator's retry (docs/contract.md, "HTTP API"): runs a COMPENSATION_FAILED saga's
+        unconfirmed compensations, and a terminal saga's unconfirmed clean-ups, again with fresh
+        attempts. None if the saga is unknown; raises NothingToRetry when nothing is unconfirmed."""
+        for _ in range(CONFLICT_RETRIES):
+            now = self._clock.now()
+            try:
+                with self._uow_factory() as uow:
+                    saga = uow.sagas.get(saga_id)
+                    if saga is None:
+                        return None
+                    status_before = saga.status
+                    commands = saga.retry(operator, now, self._policy)
+                    self._store(uow, saga, commands, status_before)
+            except ConcurrencyConflict:
+                self._metrics.count("concurrency_conflicts")
+                continue
+            self._metrics.count("operator_retries")
+            self._queued(commands)
+            log.info("saga %s: retry asked by %s; %d command(s) sent again", saga.id, operator, len(commands))
+            return saga
+        raise ConcurrencyConflict(f"saga {saga_id} kept changing while retrying")
+
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         with self._uow_factory(read_only=True) as uow:
             return uow.sagas.get(saga_id)
