@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.domain.saga import CreateOrderSaga, SagaStatus, UndoStatus
 from saga.ports.persistence import PageCursor, UnitOfWorkFactory
 from saga.service_layer.ledger import LedgerRow, ResourceKind, ResourceStatus
 
@@ -99,15 +99,22 @@ class AuditReport:
 
 
 def audited(saga: CreateOrderSaga) -> AuditedSaga:
-    """The audit's view of a saga."""
-    known = {value for value in (saga.order_id, saga.payment_id) if value}
-    acknowledged = frozenset(known) if saga.status is SagaStatus.COMPENSATION_FAILED else frozenset()
+    """The audit's view of a saga: the resources it holds, those it undid or must undo
+    (its compensations and clean-ups), and those it names as left undone (unconfirmed)."""
+    undone = {undo.resource_id for undo in saga.compensations if undo.resource_id is not None}
+    known = {value for value in (saga.order_id, saga.payment_id) if value} | undone
+    acknowledged = frozenset(
+        undo.resource_id
+        for undo in saga.compensations
+        if undo.status is UndoStatus.UNCONFIRMED and undo.resource_id is not None
+    )
+    settling = any(undo.status in (UndoStatus.PENDING, UndoStatus.RUNNING) for undo in saga.compensations)
     return AuditedSaga(
         saga.id,
         saga.status,
         saga.order_id,
         saga.payment_id,
-        in_flight=not saga.status.is_final,
+        in_flight=not saga.status.is_final or settling,
         acknowledged=acknowledged,
         known_ids=frozenset(known),
     )
