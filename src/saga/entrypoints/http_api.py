@@ -219,7 +219,7 @@ class SagaApi:
     async def receive_event(self, request: Request) -> Response:
         if self._events_token is not None and not _bearer_matches(request, self._events_token):
             raise ApiError(401, "a valid bearer token is required")
-        raw = await read_body(request, self._max_body)
+        raw = await self._body(request)
         result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")
         if result.outcome is EventOutcome.UNKNOWN_SAGA:
             raise ApiError(404, result.problem or "unknown saga")
