@@ -77,7 +77,7 @@ def test_the_seed_order_completes_against_the_platform_services() -> None:
 
 
 def test_a_revert_rejected_with_payment_failed_is_resent_and_the_order_still_cancelled() -> None:
-    # PARTICIPANTS.md: a rejected revert_payment arrives as payment.failed; the cancel_order
+    # docs/contract.md, "The platform's services": a rejected revert_payment arrives as payment.failed; the cancel_order
     # after it must still go out, or the order stays PENDING for good.
     harness = platform(Knobs(fail=Knob.of("timer", "revert_payment")))
 
