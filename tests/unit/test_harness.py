@@ -264,3 +264,23 @@ def test_the_readmes_failure_examples_end_as_the_readme_says() -> None:
         for _ in range(10):
             harness.advance(timedelta(seconds=31))
         assert harness.saga(saga_id).status.value == status, fail_steps
+
+
+def test_a_clean_up_after_the_end_does_not_say_the_saga_ended_again(caplog: pytest.LogCaptureFixture) -> None:
+    harness = SagaHarness()
+    caplog.set_level("INFO", logger="saga.service_layer.orchestrator")
+    saga_id = harness.start_order("cust_1", BURGER)
+
+    harness.deliver(
+        {
+            "type": "order.created",
+            "correlation_id": saga_id,
+            "timestamp": "2026-11-28T12:00:00",
+            "payload": {"order_id": "a-second-order"},
+        }
+    )
+
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.COMPLETED
+    assert [(u.resource_id, u.status.value) for u in saga.cleanups] == [("a-second-order", "confirmed")]
+    assert [r.getMessage() for r in caplog.records].count(f"saga {saga_id} ended COMPLETED") == 1

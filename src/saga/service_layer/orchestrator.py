@@ -110,7 +110,7 @@ class SagaOrchestrator:
             self._store(uow, saga, commands, status_before)
             ignored = saga.ignored_events > ignored_before
         self._queued(commands)
-        self._log_status(saga)
+        self._log_status(saga, status_before)
         return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
 
     def sweep_deadlines(self, limit: int = 500, events_read_until: datetime | None = None) -> int:
@@ -149,7 +149,7 @@ class SagaOrchestrator:
             self._store(uow, saga, commands, status_before)
         self._metrics.count("deadlines_passed")
         self._queued(commands)
-        self._log_status(saga)
+        self._log_status(saga, status_before)
         return 1
 
     def cancel(self, saga_id: str, reason: str) -> CreateOrderSaga | None:
@@ -231,6 +231,7 @@ class SagaOrchestrator:
             if self._dispatch is not None:
                 self._dispatch.put(commands)
 
-    def _log_status(self, saga: CreateOrderSaga) -> None:
-        if saga.status.is_final:
+    def _log_status(self, saga: CreateOrderSaga, status_before: SagaStatus) -> None:
+        """Says once that a saga ended; a clean-up on a terminal saga changes no status."""
+        if saga.status.is_final and saga.status is not status_before:
             log.info("saga %s ended %s%s", saga.id, saga.status, f": {saga.error}" if saga.error else "")
