@@ -39,6 +39,8 @@ STATUSES_OF: dict[ResourceKind, frozenset[ResourceStatus]] = {
     ResourceKind.PAYMENT: frozenset({ResourceStatus.AUTHORIZED, ResourceStatus.REVERTED}),
 }
 LEDGER_FIELDS = ("saga_id", "kind", "id", "status", "order_id")
+_KINDS = {kind.value: kind for kind in ResourceKind}
+_STATUSES = {status.value: status for status in ResourceStatus}
 
 
 class BadLedgerRow(ValueError):
@@ -82,16 +84,12 @@ class LedgerRow:
             if not isinstance(value, str):
                 raise BadLedgerRow(f"{name} must be a string, got {type(value).__name__}")
             values[name] = value.strip()
-        try:
-            kind = ResourceKind(values["kind"].lower())
-        except ValueError:
-            raise BadLedgerRow(f"kind must be order or payment, got {values['kind'][:40]!r}") from None
-        try:
-            status = ResourceStatus(values["status"].upper())
-        except ValueError:
-            raise BadLedgerRow(
-                f"status must be one of {', '.join(ResourceStatus)}, got {values['status'][:40]!r}"
-            ) from None
+        kind = _KINDS.get(values["kind"].lower())
+        if kind is None:
+            raise BadLedgerRow(f"kind must be order or payment, got {values['kind'][:40]!r}")
+        status = _STATUSES.get(values["status"].upper())
+        if status is None:
+            raise BadLedgerRow(f"status must be one of {', '.join(ResourceStatus)}, got {values['status'][:40]!r}")
         if status not in STATUSES_OF[kind]:
             raise BadLedgerRow(f"an {kind} cannot be {status}")
         if not values["id"]:
