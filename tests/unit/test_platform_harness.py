@@ -117,3 +117,70 @@ def test_an_unknown_profile_is_refused() -> None:
         SagaHarness(profile="production")
     with pytest.raises(AttributeError, match="platform profile"):
         _ = SagaHarness().ledger
+
+
+def test_the_seed_order_completes_against_the_platform_profile_and_the_audit_agrees() -> None:
+    harness = SagaHarness(profile="platform")
+    saga = harness.saga(harness.start_order("cust_1", ORDER))
+    assert saga.status is SagaStatus.COMPLETED
+    authorize = next(command for command in harness.sent if command["type"] == "authorize_payment")
+    assert authorize["payload"]["customer"]["userStripeCard"]["payment_method_id"].startswith("pm_")
+    assert sorted((row.kind, row.id, row.status) for row in harness.ledger.rows()) == [
+        (ResourceKind.ORDER, saga.order_id, ResourceStatus.CREATED),
+        (ResourceKind.PAYMENT, saga.payment_id, ResourceStatus.AUTHORIZED),
+    ]
+    report = harness.audit()
+    assert report.consistent and report.findings == [] and report.sagas == 1
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        Knobs(twice=Knob.of("create_order")),
+        Knobs(twice=Knob.of("authorize_payment")),
+        Knobs(slow=Knob.of("create_order"), slow_by=timedelta(seconds=25)),
+        Knobs(slow=Knob.of("authorize_payment"), slow_by=timedelta(seconds=25)),
+        Knobs(silent=Knob.of("user")),
+        Knobs(fail=Knob.of("update_order_status")),
+        Knobs(fail=Knob.of("timer")),
+    ],
+    ids=["create twice", "authorize twice", "create slow", "authorize slow", "user silent", "sql error", "timer 400"],
+)
+def test_each_misbehaviour_ends_consistent_by_the_audit(knobs: Knobs) -> None:
+    harness = SagaHarness(profile="platform", knobs=knobs, policy=POLICY)
+    saga_id = harness.start_order("cust_1", ORDER)
+    run_out(harness)
+    assert harness.saga(saga_id).status.is_final
+    report = harness.audit()
+    assert report.consistent, report.findings
+    assert [finding.kind for finding in report.findings] == []
+
+
+def test_a_payment_that_can_never_be_reverted_is_named_and_acknowledged_by_the_audit() -> None:
+    knobs = Knobs(fail=Knob.of("update_order_status", "revert_payment"))
+    harness = SagaHarness(profile="platform", knobs=knobs, policy=POLICY)
+    saga_id = harness.start_order("cust_1", ORDER)
+    run_out(harness)
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.COMPENSATION_FAILED
+    report = harness.audit()
+    assert report.consistent
+    [finding] = report.findings
+    assert finding.kind == "acknowledged" and finding.resources == (f"payment:{saga.payment_id}:AUTHORIZED",)
+
+
+def test_a_clean_up_still_running_is_in_flight_and_once_given_up_is_acknowledged() -> None:
+    knobs = Knobs(twice=Knob.of("create_order"), silent=Knob.of("cancel_order"))
+    harness = SagaHarness(profile="platform", knobs=knobs, policy=POLICY)
+    saga_id = harness.start_order("cust_1", ORDER)
+    saga = harness.saga(saga_id)
+    assert saga.status is SagaStatus.COMPLETED and len(saga.cleanups) == 1
+    assert [finding.kind for finding in harness.audit().findings] == ["in_flight"]
+    run_out(harness)
+    [cleanup] = harness.saga(saga_id).cleanups
+    assert cleanup.status == "unconfirmed"
+    report = harness.audit()
+    assert report.consistent
+    assert [(finding.kind, finding.resources) for finding in report.findings] == [
+        ("acknowledged", (f"order:{cleanup.resource_id}:PENDING",))
+    ]

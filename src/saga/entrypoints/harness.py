@@ -41,6 +41,7 @@ from saga.domain.saga import CreateOrderSaga
 from saga.entrypoints.config import Settings
 from saga.entrypoints.consumers import MemoryEventConsumer
 from saga.entrypoints.container import Container, simulated_participant_map
+from saga.service_layer.audit import AuditReport, audit as compare_with_ledger, stored_sagas
 
 MAX_ROUNDS = 10_000
 PROFILES = ("default", "platform")
@@ -90,6 +91,7 @@ class SagaHarness:
             )
             routes = {participant: self.transport for participant in handlers}
             container.publisher.override(providers.Object(RoutingPublisher({**routes, Participant.TIMER: timer})))
+        self._uow_factory = container.unit_of_work
         self.orchestrator = container.orchestrator()
         self.metrics = container.metrics()
         self._relay = container.relay()
@@ -136,6 +138,10 @@ class SagaHarness:
         if self.platform is None:
             raise AttributeError("only the platform profile keeps a ledger")
         return self.platform.ledger
+
+    def audit(self) -> AuditReport:
+        """`saga audit` of these sagas against the platform profile's ledger (platform profile only)."""
+        return compare_with_ledger(stored_sagas(self._uow_factory), self.ledger.rows())
 
     @property
     def sent(self) -> list[JsonObject]:
