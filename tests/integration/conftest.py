@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from tests.support.postgres import embedded_postgres
 
-from saga.adapters.sqlalchemy_store import database_url
+from saga.adapters.sql import database_url
 
 
 @pytest.fixture(scope="session")

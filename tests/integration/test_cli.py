@@ -10,8 +10,8 @@ import requests
 from sqlalchemy import create_engine, inspect
 from tests.support.servers import saga_process
 
-from saga.adapters.migrations import head_revision
-from saga.adapters.sqlalchemy_store import database_url
+from saga.adapters.sql import database_url
+from saga.adapters.sql.migrations import head_revision
 
 
 def saga_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

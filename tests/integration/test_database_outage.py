@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from tests.support.scenarios import SEED_ORDER, assert_completes
 from tests.support.servers import saga_process
 
-from saga.adapters.sqlalchemy_store import database_url
+from saga.adapters.sql import database_url
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from tests.support.servers import (
 
 from saga.adapters.kafka_consumer import KafkaRecordConsumer
 from saga.adapters.kafka_settings import DEFAULT_TOPICS, KafkaSettings
-from saga.adapters.sqlalchemy_store import database_url as sqlalchemy_url
+from saga.adapters.sql import database_url as sqlalchemy_url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -18,8 +18,9 @@ from tests.unit.persistence_contract import (
     run_in_threads,
 )
 
-from saga.adapters.migrations import current_revision, head_revision, upgrade
-from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url, metadata
+from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.sql.migrations import current_revision, head_revision, upgrade
+from saga.adapters.sql.schema import metadata
 from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable, UnitOfWorkFactory
 
 pytestmark = pytest.mark.postgres

@@ -8,8 +8,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from saga.adapters.clock import ManualClock
-from saga.adapters.migrations import upgrade
-from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url, inbox, outbox
+from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.sql.migrations import upgrade
+from saga.adapters.sql.schema import inbox, outbox
 from saga.domain.messages import Command, new_message_id
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.retention import Retention

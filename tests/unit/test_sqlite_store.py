@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import fnmatch
+import subprocess
+import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, select
 from tests.unit.persistence_contract import RENDEZVOUS_TIMEOUT, PersistenceContract, make_saga
 
-from saga.adapters.migrations import current_revision, head_revision, upgrade
-from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url, metadata
+from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.sql.migrations import MIGRATIONS_DIRECTORY, current_revision, head_revision, upgrade
+from saga.adapters.sql.schema import metadata, sagas
 from saga.ports.persistence import StorageUnavailable, UnitOfWorkFactory
 
 
@@ -38,7 +44,8 @@ class TestSqliteStore(PersistenceContract):
         return partial(SqlAlchemyUnitOfWork, engine)
 
 
-def test_the_migration_brings_an_empty_file_to_head(sqlite_url: str) -> None:
+def test_the_migration_brings_an_empty_file_to_head(sqlite_url: str, tmp_path: Path) -> None:
+    (tmp_path / "saga.db").touch()
     assert current_revision(sqlite_url) is None
 
     upgrade(sqlite_url)
@@ -124,3 +131,59 @@ def test_a_read_only_unit_of_work_reads_beside_a_writer_without_waiting(engine: 
         waited = time.monotonic() - started
     assert seen is not None and seen.error == saga.error != "uncommitted"  # the committed snapshot
     assert waited < 1.0  # a writing unit of work would wait out the busy timeout
+
+
+def test_asking_a_missing_file_its_revision_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+
+    with pytest.raises(StorageUnavailable, match="no SQLite database"):
+        current_revision(f"sqlite:///{missing}")
+
+    assert not missing.exists()
+
+
+def test_migrating_logs_no_line_per_alembic_plugin(sqlite_url: str) -> None:
+    script = (
+        "import logging; logging.basicConfig(level=logging.INFO);"
+        "from saga.adapters.sql.migrations import upgrade; upgrade(__import__('sys').argv[1])"
+    )
+    run = subprocess.run([sys.executable, "-c", script, sqlite_url], capture_output=True, text=True, timeout=60)
+
+    assert run.returncode == 0, run.stderr
+    assert "Running upgrade" in run.stderr  # what a migration did is still told
+    assert "alembic.runtime.plugins" not in run.stderr
+
+
+def test_every_migration_script_ships_in_the_package() -> None:
+    """A non-editable install carries only what the package-data patterns name."""
+    project = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["saga"]
+    package = project / "src" / "saga"
+    scripts = [path for path in MIGRATIONS_DIRECTORY.rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    # Modules of a Python package (a directory with __init__.py) ship without a pattern.
+    unshipped = [
+        path.relative_to(package).as_posix()
+        for path in scripts
+        if not (path.suffix == ".py" and (path.parent / "__init__.py").exists())
+        and not any(fnmatch.fnmatch(path.relative_to(package).as_posix(), pattern) for pattern in patterns)
+    ]
+
+    assert any(path.parent.name == "versions" for path in scripts)
+    assert unshipped == []
+
+
+def test_a_stored_record_without_a_newer_field_reads_back_with_its_default(engine: Engine) -> None:
+    saga = make_saga()
+    assert saga.awaiting is not None and not saga.awaiting.sent
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        uow.sagas.add(saga)
+        uow.commit()
+    with engine.begin() as connection:
+        [awaiting] = connection.execute(select(sagas.c.awaiting).where(sagas.c.id == saga.id)).scalars()
+        del awaiting["sent"]  # as a row written before the field existed
+        connection.execute(sagas.update().where(sagas.c.id == saga.id).values(awaiting=awaiting))
+
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        loaded = uow.sagas.get(saga.id)
+
+    assert loaded is not None and loaded.awaiting == replace(saga.awaiting, sent=True)

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _migrate(settings: Settings) -> None:
     if settings.uses_sql:
-        from saga.adapters.migrations import upgrade
+        from saga.adapters.sql.migrations import upgrade
 
         upgrade(settings.database_url)
 
@@ -193,11 +193,16 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _db(settings: Settings, command: str) -> int:
     if not settings.uses_sql:
         raise ConfigError("DATABASE_URL names no SQL database")
-    from saga.adapters.migrations import current_revision, upgrade
+    from saga.adapters.sql.migrations import current_revision, upgrade
+    from saga.ports.persistence import StorageUnavailable
 
-    if command == "upgrade":
-        upgrade(settings.database_url)
-    print(current_revision(settings.database_url))
+    try:
+        if command == "upgrade":
+            upgrade(settings.database_url)
+        print(current_revision(settings.database_url))
+    except StorageUnavailable as error:
+        print(f"saga: database unavailable: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

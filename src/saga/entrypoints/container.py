@@ -14,7 +14,7 @@ from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
 from saga.adapters.memory_transport import CommandHandler, InMemoryTransport
 from saga.adapters.routing_publisher import RoutingPublisher
 from saga.adapters.simulated_participants import SimulatedParticipants
-from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
 from saga.adapters.timer_api_publisher import TimerApiPublisher
 from saga.domain.messages import Participant
 from saga.entrypoints.config import Settings

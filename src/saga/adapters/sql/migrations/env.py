@@ -1,6 +1,6 @@
 """Alembic environment, kept inside the package so an installed `saga` can migrate its database.
 
-`saga.adapters.migrations` hands over an open connection in `config.attributes["connection"]`;
+`saga.adapters.sql.migrations` hands over an open connection in `config.attributes["connection"]`;
 the `alembic` command line may instead give a URL as `sqlalchemy.url`.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from saga.adapters.sqlalchemy_store import create_engine_from_url, database_url, metadata
+from saga.adapters.sql.engine import create_engine_from_url, database_url
+from saga.adapters.sql.schema import metadata
 
 config = context.config
 

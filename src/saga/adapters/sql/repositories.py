@@ -1,0 +1,269 @@
+"""The sagas, the outbox and the inbox on SQLAlchemy Core, over one connection of a unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, String, bindparam, func, literal, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeout
+
+from saga.adapters.sql.errors import is_duplicate_key, port_error, translated_errors
+from saga.adapters.sql.saga_rows import progress_row, saga_from_row, saga_row
+from saga.adapters.sql.schema import UtcDateTime, inbox, outbox, sagas
+from saga.domain.messages import Command
+from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.ports.persistence import (
+    ConcurrencyConflict,
+    DuplicateSaga,
+    Inbox,
+    Outbox,
+    OutboxEntry,
+    PageCursor,
+    RetryLater,
+    SagaPage,
+    SagaRepository,
+    StorageUnavailable,
+)
+
+# Statements built once: their values arrive as execute() parameters, so SQLAlchemy
+# finds each compiled form in its cache without rebuilding the statement per call.
+INSERT_SAGA = sagas.insert()
+SELECT_SAGA = select(sagas).where(sagas.c.id == bindparam("saga_id"))
+UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
+INSERT_OUTBOX = outbox.insert()
+CLAIMED_COLUMNS = (
+    outbox.c.id,
+    outbox.c.message_id,
+    outbox.c.saga_id,
+    outbox.c.command_type,
+    outbox.c.payload,
+    outbox.c.created_at,
+    outbox.c.attempts,
+)
+# SKIP LOCKED lets concurrent relays take disjoint batches without waiting for each
+# other, and leaves out what a saga withdrawing its commands holds; SQLite has no row
+# locks (BEGIN IMMEDIATE serialises its writers) and ignores it.
+CLAIM_BY_MESSAGE_IDS = (
+    select(*CLAIMED_COLUMNS)
+    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.id)
+    .with_for_update(skip_locked=True)
+)
+LEASE_OUTBOX = (
+    outbox.update()
+    .where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
+    .values(leased_until=bindparam("until"))
+)
+SETTLE_DELIVERED = (
+    outbox.update()
+    .where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
+    .values(sent_at=bindparam("now"), leased_until=None)
+)
+SETTLE_RETRY = (
+    outbox.update()
+    .where(outbox.c.id == bindparam("entry_id"), outbox.c.sent_at.is_(None))
+    .values(
+        available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error")
+    )
+)
+UNSENT_WITH_MESSAGE_ID = (
+    select(outbox.c.id).where(outbox.c.message_id == bindparam("message_id"), outbox.c.sent_at.is_(None)).limit(1)
+)
+DISCARD_UNSENT_OF_SAGA = (
+    outbox.update()
+    .where(outbox.c.saga_id == bindparam("of_saga"), outbox.c.sent_at.is_(None))
+    .values(sent_at=bindparam("now"), leased_until=None, last_error="superseded: the saga moved on")
+)
+PURGE_SENT_OUTBOX = outbox.delete().where(
+    outbox.c.id.in_(
+        select(outbox.c.id)
+        .where(outbox.c.sent_at < bindparam("before"))
+        .order_by(outbox.c.id)
+        .limit(bindparam("batch"))
+        .scalar_subquery()
+    )
+)
+PURGE_INBOX = inbox.delete().where(
+    inbox.c.message_id.in_(
+        select(inbox.c.message_id)
+        .where(inbox.c.processed_at < bindparam("before"))
+        .order_by(inbox.c.processed_at)
+        .limit(bindparam("batch"))
+        .scalar_subquery()
+    )
+)
+INSERT_INBOX = {
+    # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable (a failed INSERT
+    # would abort it on PostgreSQL), and a concurrent duplicate waits for the first to
+    # commit and then counts as a duplicate.
+    "postgresql": postgresql.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]),
+    "sqlite": sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]),
+}
+
+
+def _outbox_entry(row: Row[*tuple[Any, ...]]) -> OutboxEntry:
+    command = Command(row.command_type, row.saga_id, row.payload, row.message_id, row.created_at)
+    return OutboxEntry(row.id, command, row.attempts)
+
+
+ConnectionSource = Callable[[], Connection]
+"""The unit of work's open connection; raises when used outside its block."""
+
+
+class SqlAlchemySagaRepository(SagaRepository):
+    def __init__(self, connection: ConnectionSource) -> None:
+        self._connection = connection
+
+    def add(self, saga: CreateOrderSaga) -> None:
+        try:
+            self._connection().execute(INSERT_SAGA, saga_row(saga))
+        except IntegrityError as error:
+            if is_duplicate_key(error):
+                raise DuplicateSaga(saga.id) from error
+            raise port_error(error) from error
+        except (DBAPIError, PoolTimeout) as error:
+            raise port_error(error) from error
+
+    def get(self, saga_id: str) -> CreateOrderSaga | None:
+        with translated_errors():
+            row = self._connection().execute(SELECT_SAGA, {"saga_id": saga_id}).first()
+        return saga_from_row(row) if row is not None else None
+
+    def save(self, saga: CreateOrderSaga) -> None:
+        values = progress_row(saga)
+        values.update(version=saga.version + 1, match_id=saga.id, match_version=saga.version)
+        with translated_errors():
+            updated = self._connection().execute(UPDATE_SAGA, values).rowcount
+        if updated != 1:
+            raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
+        saga.version += 1
+
+    def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id.desc()).limit(limit + 1)
+        if status is not None:
+            query = query.where(sagas.c.status == status.value)
+        if after is not None:
+            query = query.where(
+                tuple_(sagas.c.created_at, sagas.c.id)
+                < tuple_(literal(after.created_at, UtcDateTime()), literal(after.saga_id, String()))
+            )
+        with translated_errors():
+            rows = self._connection().execute(query).all()
+        found = [saga_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        next_cursor = PageCursor(found[-1].created_at, found[-1].id) if more else None
+        return SagaPage(found, next_cursor)
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        query = select(sagas.c.id).where(sagas.c.due_at <= now).order_by(sagas.c.due_at, sagas.c.id).limit(limit)
+        with translated_errors():
+            return list(self._connection().execute(query).scalars())
+
+    def count_by_status(self) -> dict[SagaStatus, int]:
+        query = select(sagas.c.status, func.count()).group_by(sagas.c.status)
+        with translated_errors():
+            rows = self._connection().execute(query).all()
+        counts = dict.fromkeys(SagaStatus, 0)
+        for status, count in rows:
+            counts[SagaStatus(status)] = count
+        return counts
+
+
+class SqlAlchemyOutbox(Outbox):
+    def __init__(self, connection: ConnectionSource) -> None:
+        self._connection = connection
+
+    def add(self, commands: Sequence[Command], hold_until: datetime | None = None) -> None:
+        if not commands:
+            return
+        rows = [
+            {
+                "message_id": command.message_id,
+                "saga_id": command.saga_id,
+                "command_type": command.type,
+                "payload": command.payload,
+                "created_at": command.timestamp,
+                "attempts": 0,
+                "available_at": hold_until or command.timestamp,
+            }
+            for command in commands
+        ]
+        with translated_errors():
+            self._connection().execute(INSERT_OUTBOX, rows)
+
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
+        due = (
+            select(*CLAIMED_COLUMNS)
+            .where(
+                outbox.c.sent_at.is_(None),
+                outbox.c.available_at <= now,
+                or_(outbox.c.leased_until.is_(None), outbox.c.leased_until <= now),
+            )
+            .order_by(outbox.c.available_at, outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with translated_errors():
+            connection = self._connection()
+            rows = connection.execute(due).all()
+            if rows:
+                connection.execute(LEASE_OUTBOX, {"entry_ids": [row.id for row in rows], "until": now + lease})
+        return [_outbox_entry(row) for row in rows]
+
+    def claim_by_message_ids(self, message_ids: Sequence[str]) -> list[OutboxEntry]:
+        if not message_ids:
+            return []
+        with translated_errors():
+            rows = self._connection().execute(CLAIM_BY_MESSAGE_IDS, {"message_ids": list(message_ids)}).all()
+        return [_outbox_entry(row) for row in rows]
+
+    def settle(self, now: datetime, delivered: Sequence[int] = (), retry: Sequence[RetryLater] = ()) -> None:
+        with translated_errors():
+            connection = self._connection()
+            if delivered:
+                connection.execute(SETTLE_DELIVERED, {"entry_ids": list(delivered), "now": now})
+            if retry:
+                connection.execute(
+                    SETTLE_RETRY, [{"entry_id": r.entry_id, "at": r.at, "error": r.error} for r in retry]
+                )
+
+    def awaiting_delivery(self, message_id: str) -> bool:
+        with translated_errors():
+            return self._connection().execute(UNSENT_WITH_MESSAGE_ID, {"message_id": message_id}).first() is not None
+
+    def discard_unsent(self, saga_id: str, now: datetime) -> int:
+        with translated_errors():
+            return int(self._connection().execute(DISCARD_UNSENT_OF_SAGA, {"of_saga": saga_id, "now": now}).rowcount)
+
+    def pending_count(self) -> int:
+        query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+        with translated_errors():
+            return int(self._connection().execute(query).scalar_one())
+
+    def purge_sent(self, sent_before: datetime, limit: int) -> int:
+        with translated_errors():
+            return int(self._connection().execute(PURGE_SENT_OUTBOX, {"before": sent_before, "batch": limit}).rowcount)
+
+
+class SqlAlchemyInbox(Inbox):
+    def __init__(self, connection: ConnectionSource) -> None:
+        self._connection = connection
+
+    def record(self, message_id: str, saga_id: str, now: datetime) -> bool:
+        connection = self._connection()
+        statement = INSERT_INBOX.get(connection.dialect.name)
+        if statement is None:
+            raise StorageUnavailable(f"no inbox insert for the {connection.dialect.name} dialect")
+        values = {"message_id": message_id, "saga_id": saga_id, "processed_at": now}
+        with translated_errors():
+            return connection.execute(statement, values).rowcount == 1
+
+    def purge(self, processed_before: datetime, limit: int) -> int:
+        with translated_errors():
+            return int(self._connection().execute(PURGE_INBOX, {"before": processed_before, "batch": limit}).rowcount)

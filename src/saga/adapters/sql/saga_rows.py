@@ -1,0 +1,147 @@
+"""The saga as the database stores it: every saga <-> row mapping is here, and only here.
+
+A saga field is stored in the `sagas` column of the same name. Plain values go as they
+are (an enum as its value); structured ones (the awaited command, the compensations,
+the history) go into JSON columns, built from the domain's dataclass fields and read
+back by their declared types. The stored shape is the adapter's own: the API and the
+wire have theirs, and changing one never changes another. A new saga field needs only
+its column (and a migration); a new field of a nested record needs nothing, and rows
+written before it existed read back with the field's default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import replace
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy.engine import Row
+
+from saga.adapters.sql.schema import sagas
+from saga.domain.saga import CreateOrderSaga, SagaStatus, Undo, UndoStatus
+from saga.domain.steps import UNDO
+
+WRITTEN_ONCE = frozenset({"id", "customer_id", "order_details", "amount_cents", "currency", "created_at"})
+"""What an order is never changes after it starts: a save writes only the saga's progress."""
+DERIVED_COLUMNS = frozenset({"due_at"})
+"""Columns kept for queries, written from the saga but not read back into it."""
+
+_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(CreateOrderSaga)
+_JSON_COLUMNS = frozenset(column.name for column in sagas.columns if isinstance(column.type, JSON))
+
+_unmapped = set(_FIELD_TYPES) ^ ({column.name for column in sagas.columns} - DERIVED_COLUMNS)
+if _unmapped:
+    raise RuntimeError(f"saga fields and `sagas` columns differ: {sorted(_unmapped)}")
+
+
+def saga_row(saga: CreateOrderSaga) -> dict[str, Any]:
+    """Every column of the saga's row."""
+    row = {name: _stored(name, getattr(saga, name)) for name in _FIELD_TYPES}
+    row["due_at"] = saga.due_at  # a terminal saga still has one while a clean-up runs
+    return row
+
+
+def progress_row(saga: CreateOrderSaga) -> dict[str, Any]:
+    """The columns a save writes: everything but what the order was, and the version."""
+    row = saga_row(saga)
+    for name in (*WRITTEN_ONCE, "version"):
+        del row[name]
+    return row
+
+
+def saga_from_row(row: Row[Any]) -> CreateOrderSaga:
+    values = dict(row._mapping)
+    first_schema = _written_by_first_schema(values)
+    if first_schema:
+        values["compensations"] = [{"compensation": name, "resource_id": None} for name in values["compensations"]]
+    saga = CreateOrderSaga(**{name: _read(hint, values[name]) for name, hint in _FIELD_TYPES.items()})
+    if first_schema:
+        _read_first_schema_compensations(saga)
+    return saga
+
+
+def _written_by_first_schema(values: dict[str, Any]) -> bool:
+    compensations = values["compensations"]
+    if compensations:
+        return all(isinstance(value, str) for value in compensations)
+    return bool(values["status"] == SagaStatus.COMPENSATING.value)
+
+
+def _read_first_schema_compensations(saga: CreateOrderSaga) -> None:
+    """The first schema kept only the compensations still to run, by name, and the running
+    one in `awaiting`: name their resources and mark the running one."""
+    saga.compensations = [
+        replace(undo, resource_id=getattr(saga, undo.spec.undoes.id_field)) for undo in saga.compensations
+    ]
+    awaiting = saga.awaiting
+    for undo_spec in UNDO.values():
+        if awaiting is not None and awaiting.command_type == undo_spec.action.command:
+            resource_id = awaiting.payload.get(undo_spec.undoes.id_field)
+            saga.compensations.insert(0, Undo(undo_spec.compensation, resource_id, UndoStatus.RUNNING))
+
+
+def _stored(name: str, value: object) -> object:
+    if name in _JSON_COLUMNS:
+        return to_json(value)
+    return value.value if isinstance(value, Enum) else value
+
+
+def to_json(value: object) -> object:
+    """A JSON value for a domain value: dataclasses by their fields, enums by value,
+    datetimes as ISO 8601 text in UTC with microseconds."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return _utc(value).isoformat(timespec="microseconds")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: to_json(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    return value  # str, int, float, bool, None and JSON objects, which are stored as they are
+
+
+def _read(hint: Any, value: Any) -> Any:
+    """The domain value of type `hint` for a stored value (a column's or a JSON one)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        [kind] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _read(kind, value)
+    if origin is list:
+        [item] = typing.get_args(hint)
+        return [_read(item, element) for element in value]
+    if hint is datetime:
+        return _utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        field_types = _type_hints(hint)
+        return hint(
+            **{
+                field.name: _read(field_types[field.name], value[field.name])
+                for field in dataclasses.fields(hint)
+                if field.name in value
+            }
+        )
+    return value  # str, int, bool, and JSON objects
+
+
+def _type_hints(kind: type) -> dict[str, Any]:
+    hints = _NESTED_TYPES.get(kind)
+    if hints is None:
+        hints = _NESTED_TYPES[kind] = typing.get_type_hints(kind)
+    return hints
+
+
+_NESTED_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _utc(moment: datetime) -> datetime:
+    # A naive moment is UTC, as the contract reads timestamps without an offset.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,137 @@
+"""The tables, as the adapter reads and writes them; the Alembic migrations beside this
+module create them, and a test checks that both agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime that is stored in UTC and always read back aware, in UTC.
+
+    SQLite has no time zones: the value is stored as UTC text of fixed width, so text
+    comparison is time comparison. A naive datetime is read as UTC, as the contract does.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json() -> JSON:
+    # SQL NULL, not the JSON text 'null', for an absent value.
+    return JSON(none_as_null=True)
+
+
+# SQLite assigns ids only to an INTEGER PRIMARY KEY, so BIGINT becomes INTEGER there (64-bit anyway).
+OUTBOX_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+sagas = Table(
+    "sagas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("current_step", String(32), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("order_id", Text, nullable=True),
+    Column("payment_id", Text, nullable=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("order_details", _json(), nullable=False),
+    Column("payment_info", _json(), nullable=True),
+    Column("awaiting", _json(), nullable=True),
+    Column("compensations", _json(), nullable=False),
+    Column("history", _json(), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("ignored_events", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("completed_at", UtcDateTime(), nullable=True),
+    # Copied from the saga's awaited reply, and NULL once final, so the sweep reads an index only.
+    Column("due_at", UtcDateTime(), nullable=True),
+    Index("ix_sagas_status_created_at_id", "status", "created_at", "id"),
+    Index("ix_sagas_created_at_id", "created_at", "id"),
+    Index(
+        "ix_sagas_due_at",
+        "due_at",
+        postgresql_where=text("due_at IS NOT NULL"),
+        sqlite_where=text("due_at IS NOT NULL"),
+    ),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", OUTBOX_ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False),
+    Column("saga_id", String(64), nullable=False),
+    Column("command_type", String(64), nullable=False),
+    Column("payload", _json(), nullable=False),
+    # The command's own timestamp, as its envelope carries it.
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("available_at", UtcDateTime(), nullable=False),
+    Column("leased_until", UtcDateTime(), nullable=True),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    # Only unsent entries are indexed: a relay's claim reads this small index in order.
+    Index(
+        "ix_outbox_unsent_available_at_id",
+        "available_at",
+        "id",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
+    Index(
+        "ix_outbox_unsent_message_id",
+        "message_id",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
+    Index(
+        "ix_outbox_unsent_saga_id",
+        "saga_id",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("message_id", String(200), primary_key=True),
+    Column("saga_id", String(64), nullable=False),
+    Column("processed_at", UtcDateTime(), nullable=False),
+    Index("ix_inbox_processed_at", "processed_at"),
+)
