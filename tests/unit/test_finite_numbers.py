@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 from domain_helpers import SAGA_ID, start
-from saga.adapters.migrations import upgrade
-from saga.adapters.sqlalchemy_store import SqlAlchemyUnitOfWork, create_engine_from_url
 from sqlalchemy import text
 from sqlalchemy.exc import StatementError
 
@@ -21,6 +19,8 @@ import saga
 from saga.adapters.envelope import decode_event, decode_json, encode_command, encode_json
 from saga.adapters.kafka_consumer import InboundRecord
 from saga.adapters.kafka_settings import KafkaSettings
+from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.sql.migrations import upgrade
 from saga.domain.messages import BadMessage
 from saga.entrypoints.kafka_events import KafkaEventSource
 from saga.entrypoints.presenters import saga_json
