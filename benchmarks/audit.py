@@ -23,7 +23,7 @@ from pathlib import Path
 from tests.support.postgres import embedded_postgres
 
 from saga.adapters.ledger_files import read_ledger
-from saga.adapters.migrations import upgrade
+from saga.adapters.sql.migrations import upgrade
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.entrypoints.config import Settings
