@@ -283,3 +283,14 @@ def test_the_ledger_file_is_json_lines_of_the_current_rows(tmp_path: Any, clock:
         f'{{"saga_id": "{saga_id}", "kind": "order", "id": "{order_id}", "status": "CANCELLED", "order_id": "{order_id}"}}'
     ]
     assert services.ledger.jsonl() == path.read_text()
+
+
+def test_the_user_service_skips_commands_sent_before_it_started(services: PlatformParticipants) -> None:
+    early = command("get_payment_info", {"user_id": "cust_1"})
+    early["timestamp"] = "2026-11-28T11:59:59.000000+00:00"
+    assert services.handle(early) == []
+    resent = {**early, "timestamp": "2026-11-28T12:00:00.000000+00:00"}
+    assert only(services.handle(resent))["type"] == "user.payment_info_retrieved"
+    order_first = create_order(str(uuid.uuid4()))
+    order_first["timestamp"] = "2026-11-28T11:00:00"
+    assert only(services.handle(order_first))["type"] == "order.created"  # the order service reads from earliest

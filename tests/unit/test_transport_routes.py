@@ -91,3 +91,16 @@ def test_http_with_one_participant_on_kafka_consumes_kafka_events() -> None:
 def test_a_route_without_its_address_is_refused_naming_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(environ)
+
+
+def test_the_payment_return_url_reaches_authorize_payment() -> None:
+    from saga.testing import SagaHarness
+
+    settings = Settings.from_env({"SAGA_PAYMENT_RETURN_URL": "https://shop.example/paid?x=1"})
+    assert settings.policy.payment_return_url == "https://shop.example/paid?x=1"
+    harness = SagaHarness(profile="platform", policy=settings.policy)
+    harness.start_order("cust_1", {"foodItems": [{"name": "B", "price": 5, "quantity": 1}], "deliveryLocation": "N"})
+    authorize = next(command for command in harness.sent if command["type"] == "authorize_payment")
+    assert authorize["payload"]["return_url"] == "https://shop.example/paid?x=1"
+    with pytest.raises(ConfigError, match="SAGA_PAYMENT_RETURN_URL"):
+        Settings.from_env({"SAGA_PAYMENT_RETURN_URL": "shop.example/paid"})

@@ -137,6 +137,9 @@ class Knobs:
     `cancel_order`, the SQL text for `update_order_status`), "User not found", `STRIPE_API_ERROR` /
     `stripe_error`, a 400 from the timer."""
     seed: int | None = None
+    user_skips_earlier: bool = True
+    """The user service joins its consumer group at the latest offset: a command stamped before
+    the simulation started is never seen (its re-send is)."""
 
     def __post_init__(self) -> None:
         if self.slow_by < timedelta(0):
@@ -232,6 +235,7 @@ class PlatformParticipants:
         self.knobs = knobs or Knobs()
         self.ledger = ledger or Ledger()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.started_at = self._clock()
         self._random = random.Random(self.knobs.seed)
         self._orders: dict[str, _Order] = {}
         self._payments: dict[str, _Payment] = {}
@@ -249,6 +253,8 @@ class PlatformParticipants:
         if not isinstance(command_type, str) or command_type not in COMMAND_SERVICE or command_type == "StartTimer":
             return []
         service = COMMAND_SERVICE[command_type]
+        if service is Participant.USER and self.knobs.user_skips_earlier and self._before_start(command):
+            return []
         with self._lock:
             if self._applies(self.knobs.silent, service, command_type):
                 return []
@@ -264,6 +270,16 @@ class PlatformParticipants:
                     self._held.append((due, self._held_count, reply))
                 return []
         return replies
+
+    def _before_start(self, command: JsonObject) -> bool:
+        stamp = command.get("timestamp")
+        try:
+            moment = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+        except ValueError:
+            return False
+        if moment is None:
+            return False
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) < self.started_at
 
     def release(self, now: datetime | None = None) -> list[JsonObject]:
         """Held replies due by `now` (default: the clock), earliest first."""

@@ -99,6 +99,11 @@ class Environment(BaseSettings):
     saga_currency: str = setting(
         "USD", "currency when `order_details.currency` is absent", accepts="three ASCII letters"
     )
+    saga_payment_return_url: str | None = setting(
+        None,
+        "`return_url` sent in `authorize_payment` for the payment service; unset: none sent",
+        accepts="an http(s) URL",
+    )
     saga_simulate_fail_step: str | None = setting(
         None,
         "make simulated steps or compensations fail (in-memory transport), several separated by commas",
@@ -268,6 +273,13 @@ class Environment(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
         return url.rstrip("/") if url else None
 
+    @field_validator("saga_payment_return_url")
+    @classmethod
+    def _return_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url
+
     @field_validator("saga_simulate_fail_step")
     @classmethod
     def _simulated_action(cls, names: str | None) -> str | None:
@@ -338,6 +350,7 @@ class Environment(BaseSettings):
             compensation_backoff_max=timedelta(seconds=self.saga_compensation_backoff_max_seconds),
             order_timer=timedelta(minutes=self.saga_order_timer_minutes),
             default_currency=self.saga_currency,
+            payment_return_url=self.saga_payment_return_url,
         )
 
     def limits(self) -> OrderLimits:
