@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def row(
     return LedgerRow(saga_id, kind, resource_id, status, order_id)
 
 
-def kinds(sagas: list[AuditedSaga], rows: list[LedgerRow]) -> list[FindingKind]:
+def kinds(sagas: Iterable[AuditedSaga], rows: list[LedgerRow]) -> list[FindingKind]:
     return [finding.kind for finding in audit(sagas, rows).findings]
 
 

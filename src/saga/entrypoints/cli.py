@@ -169,6 +169,12 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         from saga.entrypoints.simulate_kafka import run_kafka_simulator
 
         return run_kafka_simulator(settings, args)
+    if args.profile == "platform":
+        from saga.entrypoints.simulate_platform import run_platform_http_simulator
+
+        token = args.events_token or settings.http.events_token
+        run_platform_http_simulator(args.host, args.port, args, token, settings.log_level.lower())
+        return 0
     from saga.entrypoints.simulate_http import SimulatorOptions, run_http_simulator
 
     try:

@@ -31,13 +31,16 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import requests
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from saga.adapters.platform_participants import KNOB_TARGETS, Knob, Knobs, Ledger, PlatformParticipants
+from saga.domain.messages import JsonObject
 from saga.entrypoints.config import ConfigError
 from saga.service_layer.ledger import LEDGER_FIELDS
 
@@ -177,3 +180,98 @@ def describe(simulation: PlatformParticipants) -> str:
         if knob.targets
     ]
     return "; ".join(parts) or "no knobs"
+
+
+RELEASE_POLL_SECONDS = 0.1
+DELIVERY_ATTEMPTS = 5
+DELIVERY_TIMEOUT_SECONDS = (2.0, 10.0)
+
+
+class PlatformCommands:
+    """`POST /commands` for the platform profile over the HTTP transport.
+
+    A command with exactly one reply due now is answered `200` with it; otherwise `202`,
+    and every reply (a second one, a late one) is delivered to the orchestrator's
+    `POST /api/events`, as the platform's services publish them whenever they are ready.
+    """
+
+    def __init__(
+        self, simulation: PlatformParticipants, orchestrator_url: str | None, events_token: str | None
+    ) -> None:
+        self._simulation = simulation
+        self._events_url = f"{orchestrator_url.rstrip('/')}/api/events" if orchestrator_url else None
+        self._session = requests.Session()
+        self._session.headers["Content-Type"] = "application/json"
+        if events_token:
+            self._session.headers["Authorization"] = f"Bearer {events_token}"
+        self._stop = threading.Event()
+        self._releaser = threading.Thread(target=self._release_loop, name="saga-simulator-release", daemon=True)
+
+    def start(self) -> None:
+        self._releaser.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._releaser.is_alive():
+            self._releaser.join(timeout=5)
+        self._session.close()
+
+    async def commands(self, request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _error(413, "command too large")
+        try:
+            command = json.loads(raw)
+        except ValueError:
+            return _error(400, "command is not valid UTF-8 JSON")
+        if not isinstance(command, dict) or not isinstance(command.get("type"), str):
+            return _error(400, "command must be a JSON object with a type")
+        replies = await run_in_threadpool(self._simulation.handle, command)
+        self._simulation.ledger.flush()
+        if len(replies) == 1:
+            return JSONResponse(replies[0])
+        await run_in_threadpool(self._deliver, replies)
+        return JSONResponse({"success": True, "accepted": command.get("type")}, status_code=202)
+
+    def _release_loop(self) -> None:
+        while not self._stop.wait(RELEASE_POLL_SECONDS):
+            late = self._simulation.release()
+            if late:
+                self._simulation.ledger.flush()
+                self._deliver(late)
+
+    def _deliver(self, replies: list[JsonObject]) -> None:
+        for reply in replies:
+            if self._events_url is None:
+                log.warning("%s for saga %s dropped: no --orchestrator-url", reply["type"], reply["correlation_id"])
+                continue
+            for attempt in range(DELIVERY_ATTEMPTS):
+                try:
+                    response = self._session.post(
+                        self._events_url, data=json.dumps(reply, allow_nan=False), timeout=DELIVERY_TIMEOUT_SECONDS
+                    )
+                except requests.RequestException as error:
+                    problem = type(error).__name__
+                else:
+                    if response.status_code < 500:
+                        break
+                    problem = f"status {response.status_code}"
+                log.info("delivering %s failed (%s), attempt %d", reply["type"], problem, attempt + 1)
+                if self._stop.wait(0.2 * 2**attempt):
+                    return
+
+
+def run_platform_http_simulator(
+    host: str, port: int, args: argparse.Namespace, events_token: str | None, log_level: str
+) -> None:
+    """`saga simulate --transport http --profile platform`: `/commands`, the timer API and the ledger on one port."""
+    simulation = platform_from_args(args)
+    commands = PlatformCommands(simulation, args.orchestrator_url, events_token)
+    app = create_platform_app(simulation, [Route("/commands", commands.commands, methods=["POST"])])
+    commands.start()
+    log.info("platform profile (%s) on http://%s:%d: /commands, /StartTimer, /ledger", describe(simulation), host, port)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=1)
+    finally:
+        commands.close()
+        simulation.ledger.flush()
