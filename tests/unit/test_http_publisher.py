@@ -9,14 +9,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from saga.adapters.envelope import command_envelope
-from saga.adapters.http_publisher import HttpCommandPublisher
+from saga.adapters.http_publisher import MAX_RETRY_AFTER, HttpCommandPublisher, retry_after
 from saga.domain.messages import Command, Participant
 from saga.ports.messaging import Delivered, Rejected, Undelivered
 
@@ -246,10 +246,52 @@ def test_accepted_is_delivered_without_a_reply(
     assert publish_one(publisher, command()) == Delivered(reply=None)
 
 
+# ------------------------------------------------- 408 and 429: not now, not never
+
+
+@pytest.mark.parametrize("status", [408, 429])
+def test_408_and_429_are_transient_not_a_failed_step(
+    server: ParticipantServer, publisher: HttpCommandPublisher, status: int
+) -> None:
+    server.respond = lambda _command: Answer(status, b"slow down")
+    result = publish_one(publisher, command())
+    assert isinstance(result, Undelivered)
+    assert f"answered {status}" in result.reason
+    assert result.retry_after is None
+
+
+@pytest.mark.parametrize("status", [408, 429, 503])
+@pytest.mark.parametrize(("header", "wait"), [("7", timedelta(seconds=7)), ("0", timedelta(0))])
+def test_a_retry_after_in_seconds_is_passed_to_the_relay(
+    server: ParticipantServer, publisher: HttpCommandPublisher, status: int, header: str, wait: timedelta
+) -> None:
+    server.respond = lambda _command: Answer(status, headers={"Retry-After": header})
+    result = publish_one(publisher, command())
+    assert isinstance(result, Undelivered) and result.retry_after == wait
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("Wed, 28 Nov 2026 12:00:30 GMT", timedelta(seconds=30)),
+        ("Wed, 28 Nov 2026 11:00:00 GMT", timedelta(0)),  # already past
+        ("99999999999", MAX_RETRY_AFTER),
+        ("Sat, 28 Nov 2099 12:00:00 GMT", MAX_RETRY_AFTER),
+        ("soon", None),
+        ("-5", None),
+        ("１０", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_a_date_and_bounded(header: str | None, wait: timedelta | None) -> None:
+    assert retry_after(header, now=datetime(2026, 11, 28, 12, tzinfo=UTC)) == wait
+
+
 # ------------------------------------------------------------ 4xx: the step failed
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 422])
 def test_4xx_is_a_rejection_naming_status_and_body(
     server: ParticipantServer, publisher: HttpCommandPublisher, status: int
 ) -> None:

@@ -1,10 +1,11 @@
 """The HTTP command transport: each command is a `POST {base}/commands` to its participant.
 
-Status mapping (docs/contract.md, "HTTP fallback transport"): 200 with an event envelope
-answering this command is the reply; 202 means the reply comes later to
-`POST /api/events`; 4xx fails the step; 5xx, connection errors and timeouts are
-transient. Transient failures are not retried here: the outbox relay re-sends them
-with exponential backoff and jitter, so one dead participant never holds the relay.
+Status mapping (docs/contract.md, "HTTP fallback transport"): 200 with an event
+envelope answering this command is the reply; 202 means the reply comes later to
+`POST /api/events`; 408, 429, 5xx, connection errors and timeouts are transient; any
+other 4xx fails the step. Transient failures are not retried here: the outbox relay
+re-sends them with exponential backoff and jitter, waiting at least as long as a
+`Retry-After` asks (at most MAX_RETRY_AFTER), so one dead participant never holds the relay.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -26,6 +29,28 @@ log = logging.getLogger(__name__)
 EXCERPT_CHARS = 200
 ACCEPTED_STATUSES = (202, 204)
 """The participant took the command and will answer by `POST /api/events`."""
+TRANSIENT_CLIENT_STATUSES = (408, 429)
+"""4xx statuses that mean "not now" (request timeout, too many requests), not "never"."""
+MAX_RETRY_AFTER = timedelta(hours=1)
+"""The longest `Retry-After` honoured: a participant cannot park a command for days."""
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
+    """A `Retry-After` header (RFC 9110: delay in seconds, or an HTTP date) as a wait,
+    at most MAX_RETRY_AFTER; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return min(timedelta(seconds=int(text[:8])), MAX_RETRY_AFTER)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    wait = moment - (now or datetime.now(UTC))
+    return max(timedelta(0), min(wait, MAX_RETRY_AFTER))
 
 
 class InvalidReply(ValueError):
@@ -85,6 +110,7 @@ class HttpCommandPublisher(CommandPublisher):
                 stream=True,
             ) as response:
                 status = response.status_code
+                wait = retry_after(response.headers.get("Retry-After"))
                 body = self._read_body(response)
         except (requests.RequestException, Urllib3Error, OSError) as error:
             return Undelivered(
@@ -95,9 +121,9 @@ class HttpCommandPublisher(CommandPublisher):
         if status in ACCEPTED_STATUSES:
             return Delivered()
         text = excerpt(body.decode("utf-8", errors="replace"))
-        if 400 <= status < 500:
+        if 400 <= status < 500 and status not in TRANSIENT_CLIENT_STATUSES:
             return Rejected(f"{command.participant} service answered {status}: {text}")
-        return Undelivered(f"{command.participant} service answered {status}: {text}")
+        return Undelivered(f"{command.participant} service answered {status}: {text}", retry_after=wait)
 
     def _read_body(self, response: requests.Response) -> bytes:
         body = bytearray()

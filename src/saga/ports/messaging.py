@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from saga.domain.messages import Command, Event
 
@@ -31,6 +32,8 @@ class Undelivered:
     transport_down: bool = False
     """The transport itself is unreachable (a broker), not one participant: the command
     keeps waiting however long it takes, and its step's deadline waits with it."""
+    retry_after: timedelta | None = None
+    """The participant asked not to be sent to again sooner (HTTP `Retry-After`)."""
 
 
 SendResult = Delivered | Rejected | Undelivered

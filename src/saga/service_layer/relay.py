@@ -98,6 +98,8 @@ class OutboxRelay:
                 result = results[entry.command.message_id]
                 if isinstance(result, Undelivered) and not self._expired(entry, result, now):
                     delay = self._retry_delay(entry.attempts)
+                    if result.retry_after is not None:  # the participant said how long to wait
+                        delay = max(delay, result.retry_after)
                     retry.append(RetryLater(entry.id, now + delay, result.reason))
                     log.warning(
                         "command %s of saga %s not delivered (%s); retry in %.1fs",
