@@ -43,6 +43,9 @@ Responder = Callable[[Any], Answer]
 
 class ParticipantServer(ThreadingHTTPServer):
     daemon_threads = True
+    # A batch opens up to eight connections at once; the default backlog of five can drop
+    # a SYN under load, and its retransmission comes after the one-second connect timeout.
+    request_queue_size = 64
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), ParticipantHandler)
@@ -412,6 +415,7 @@ def test_a_batch_is_sent_in_parallel_and_answered_in_order(
     results = publisher.publish(batch)
     # Counted, not timed: sequential sends would never have two requests open at once.
     assert most_in_flight >= 2
+    assert all(isinstance(result, Delivered) for result in results), results
     replies = [result.reply for result in results if isinstance(result, Delivered)]
     assert [reply.saga_id for reply in replies if reply] == [sent.saga_id for sent in batch]
     assert [reply.payload["order_id"] for reply in replies if reply] == [f"order_{i}" for i in range(8)]
