@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
+from dependency_injector import providers
+from starlette.testclient import TestClient
 
 from saga.adapters.clock import ManualClock
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
 from saga.domain.policy import SagaPolicy
-from saga.ports.persistence import ConcurrencyConflict, UnitOfWork
+from saga.entrypoints.config import Settings
+from saga.entrypoints.container import Container
+from saga.entrypoints.http_api import create_app
+from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable, UnitOfWork
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
 
@@ -48,3 +54,134 @@ def test_withdrawn_commands_are_logged_once_after_the_commit_not_per_try(caplog:
     assert cancelled is not None and cancelled.cancel_requested
     withdrawn = [record.getMessage() for record in caplog.records if "withdrawn" in record.getMessage()]
     assert withdrawn == [f"saga {saga.id}: 1 unsent command(s) withdrawn"]
+
+
+# ------------------------------------------- ambiguous commits and Idempotency-Key
+
+
+class CommitFaults:
+    """What the next commits do: "written" (committed, then the connection breaks), "lost"
+    (rolled back, then it breaks); reads fail while `reads_fail` is set."""
+
+    def __init__(self) -> None:
+        self.commits: list[str] = []
+        self.reads_fail = False
+
+
+class FaultyUnitOfWork(InMemoryUnitOfWork):
+    def __init__(self, store: InMemoryStore, faults: CommitFaults, read_only: bool = False) -> None:
+        super().__init__(store, read_only)
+        self._faults = faults
+        self._read_only = read_only
+
+    def __enter__(self) -> FaultyUnitOfWork:
+        if self._read_only and self._faults.reads_fail:
+            raise StorageUnavailable("OperationalError: connection refused")
+        super().__enter__()
+        return self
+
+    def commit(self) -> None:
+        fault = self._faults.commits.pop(0) if self._faults.commits else None
+        if fault == "lost":
+            self.rollback()
+        else:
+            super().commit()
+        if fault is not None:
+            raise StorageUnavailable("OperationalError: server closed the connection unexpectedly")
+
+
+@pytest.fixture
+def faults() -> CommitFaults:
+    return CommitFaults()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def api(faults: CommitFaults, clock: ManualClock) -> Iterator[tuple[TestClient, SagaOrchestrator]]:
+    container = Container(settings=Settings(database_url="memory://", transport="memory"))
+    container.clock.override(providers.Object(clock))
+    container.unit_of_work.override(providers.Factory(FaultyUnitOfWork, container.memory_store, faults))
+    orchestrator = container.orchestrator()
+    orchestrator.OUTCOME_PROBE_PAUSES = (0.0, 0.0, 0.0)
+    yield TestClient(create_app(container), raise_server_exceptions=False), orchestrator
+    container.unit_of_work.reset_override()
+
+
+def all_sagas(orchestrator: SagaOrchestrator) -> list[str]:
+    return [saga.id for saga in orchestrator.page(None, 1000, None).sagas]
+
+
+ORDER = {"customer_id": "cust_1", "order_details": BURGER}
+
+
+def test_an_order_whose_commit_lost_its_answer_but_was_written_is_answered_202(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults
+) -> None:
+    client, orchestrator = api
+    faults.commits = ["written"]
+
+    response = client.post("/api/orders", json=ORDER)
+
+    assert response.status_code == 202
+    assert all_sagas(orchestrator) == [response.json()["saga_id"]]
+
+
+def test_an_order_whose_transaction_was_lost_is_answered_503_and_nothing_exists(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults
+) -> None:
+    client, orchestrator = api
+    faults.commits = ["lost"]
+
+    response = client.post("/api/orders", json=ORDER)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert all_sagas(orchestrator) == []
+
+
+def test_an_order_whose_outcome_cannot_be_learned_is_answered_504_with_its_saga_id(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults
+) -> None:
+    client, orchestrator = api
+    faults.commits = ["written"]
+    faults.reads_fail = True
+
+    response = client.post("/api/orders", json=ORDER)
+
+    assert response.status_code == 504
+    body = response.json()
+    assert body["success"] is False and "GET it" in body["error"]
+    faults.reads_fail = False
+    assert all_sagas(orchestrator) == [body["saga_id"]]
+    # The saga was written after all: GET finds it, as the 504 tells the client to try.
+    assert client.get(f"/api/sagas/{body['saga_id']}").status_code == 200
+
+
+def test_a_cancel_whose_commit_lost_its_answer_is_answered_202(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults
+) -> None:
+    client, orchestrator = api
+    saga_id = orchestrator.start("cust_1", BURGER).id
+    faults.commits = ["written"]
+
+    response = client.post(f"/api/sagas/{saga_id}/cancel")
+
+    assert response.status_code == 202
+    saga = orchestrator.get(saga_id)
+    assert saga is not None and saga.cancel_requested
+
+
+def test_a_cancel_whose_transaction_was_lost_is_a_503(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults
+) -> None:
+    client, orchestrator = api
+    saga_id = orchestrator.start("cust_1", BURGER).id
+    faults.commits = ["lost"]
+
+    assert client.post(f"/api/sagas/{saga_id}/cancel").status_code == 503
+    saga = orchestrator.get(saga_id)
+    assert saga is not None and not saga.cancel_requested

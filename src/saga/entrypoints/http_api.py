@@ -31,7 +31,7 @@ from saga.domain.saga import NothingToRetry, SagaStatus
 from saga.entrypoints.container import Container
 from saga.entrypoints.openapi import OPENAPI
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
-from saga.ports.persistence import PersistenceError
+from saga.ports.persistence import CommitOutcomeUnknown, PersistenceError
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
 from saga.service_layer.receiver import EventReceiver
 
@@ -294,6 +294,20 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _outcome_unknown(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CommitOutcomeUnknown)
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {
+            "success": False,
+            "saga_id": exc.saga_id,
+            "error": "the database stopped answering after the write was sent; the saga may exist: "
+            "GET it before placing the order again",
+        },
+        status_code=504,
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal error")
@@ -364,6 +378,7 @@ def create_app(container: Container, run_worker: bool = True, operations_only: b
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
         ApiError: _api_error,
         HTTPException: _http_error,
+        CommitOutcomeUnknown: _outcome_unknown,
         PersistenceError: _storage_unavailable,
         Exception: _unexpected,
     }

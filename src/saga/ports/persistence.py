@@ -33,6 +33,15 @@ class DuplicateSaga(PersistenceError):
     """A saga with this id already exists."""
 
 
+class CommitOutcomeUnknown(PersistenceError):
+    """The commit was sent and its answer never came, and asking afterwards got no answer
+    either: the work may or may not be durable (docs/contract.md, "HTTP API": the 504)."""
+
+    def __init__(self, saga_id: str, detail: str) -> None:
+        super().__init__(f"the outcome of writing saga {saga_id} is unknown: {detail}")
+        self.saga_id = saga_id
+
+
 @dataclass(frozen=True)
 class PageCursor:
     """Where the next page of a newest-first listing starts (keyset, not offset)."""

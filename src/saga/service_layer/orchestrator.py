@@ -8,6 +8,7 @@ one transaction, or not at all.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,7 +18,16 @@ from saga.domain.money import InvalidOrder, OrderLimits, check_order
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.ports.clock import Clock
-from saga.ports.persistence import ConcurrencyConflict, PageCursor, SagaPage, UnitOfWork, UnitOfWorkFactory
+from saga.ports.persistence import (
+    CommitOutcomeUnknown,
+    ConcurrencyConflict,
+    PageCursor,
+    PersistenceError,
+    SagaPage,
+    StorageUnavailable,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.relay_queue import RelayQueue
 
@@ -35,7 +45,21 @@ class EventOutcome(StrEnum):
     UNKNOWN_SAGA = "unknown_saga"
 
 
+class CommitUnanswered(StorageUnavailable):
+    """The commit itself failed: the work may have been written (the connection broke after COMMIT was sent)."""
+
+
+def _commit(uow: UnitOfWork) -> None:
+    try:
+        uow.commit()
+    except StorageUnavailable as error:
+        raise CommitUnanswered(str(error)) from error
+
+
 class SagaOrchestrator:
+    OUTCOME_PROBE_PAUSES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    """Seconds before each read that finds out whether an ambiguous commit wrote its saga."""
+
     def __init__(
         self,
         uow_factory: UnitOfWorkFactory,
@@ -58,12 +82,19 @@ class SagaOrchestrator:
 
     def start(self, customer_id: str, order_details: JsonObject) -> CreateOrderSaga:
         """Starts a saga for a new order. Raises InvalidOrder when the order breaks an
-        intake limit (docs/contract.md, "The saga": order total and intake limits)."""
+        intake limit (docs/contract.md, "The saga": order total and intake limits),
+        StorageUnavailable when nothing was written, CommitOutcomeUnknown when that cannot be learned."""
+        saga, commands = self._new_saga(customer_id, order_details)
+        self._write_new_saga(saga, commands)
+        return saga
+
+    def _new_saga(self, customer_id: str, order_details: JsonObject) -> tuple[CreateOrderSaga, list[Command]]:
+        """The new saga and its first command, unsaved. Raises InvalidOrder."""
         amount_cents = check_order(customer_id, order_details, self._limits)
         currency = order_details.get("currency", self._policy.default_currency)
         if not isinstance(currency, str) or len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
             raise InvalidOrder("order_details.currency must be a three-letter code")
-        saga, commands = CreateOrderSaga.start(
+        return CreateOrderSaga.start(
             str(uuid.uuid4()),
             customer_id,
             order_details,
@@ -72,14 +103,49 @@ class SagaOrchestrator:
             self._clock.now(),
             self._policy,
         )
+
+    def _write_new_saga(self, saga: CreateOrderSaga, commands: list[Command]) -> None:
+        """Writes a new saga and its first command. After an ambiguous commit it finds out
+        what was written (docs/contract.md, "HTTP API": a 503 means nothing was written)."""
+        unanswered: CommitUnanswered | None = None
         with self._uow_factory() as uow:
             uow.sagas.add(saga)
             uow.outbox.add(commands, self._hold_until(saga.updated_at))
-            uow.commit()
+            try:
+                _commit(uow)
+            except CommitUnanswered as error:
+                unanswered = error
+        if unanswered is not None:
+            # The COMMIT may have reached the database before the connection broke.
+            self._find_out_written(saga.id, unanswered)
         self._metrics.count("sagas_started")
         self._queued(commands)
-        log.info("saga %s started for customer %s, %d cents", saga.id, customer_id, amount_cents)
-        return saga
+        log.info("saga %s started for customer %s, %d cents", saga.id, saga.customer_id, saga.amount_cents)
+
+    def _find_out_written(self, saga_id: str, error: StorageUnavailable) -> None:
+        """Returns when saga `saga_id` is in the database after an ambiguous commit.
+
+        Raises StorageUnavailable when two reads some time apart do not find it (the
+        transaction was lost with its connection: nothing was written), and
+        CommitOutcomeUnknown when the database does not answer the reads.
+        """
+        self._metrics.count("ambiguous_commits")
+        absent = 0
+        for pause in self.OUTCOME_PROBE_PAUSES:
+            time.sleep(pause)
+            try:
+                with self._uow_factory(read_only=True) as uow:
+                    written = uow.sagas.get(saga_id) is not None
+            except PersistenceError:
+                continue
+            if written:
+                log.warning("saga %s: its commit lost its answer (%s) but it was written", saga_id, error)
+                return
+            absent += 1
+            if absent == 2:
+                raise error
+        log.error("saga %s: the outcome of its commit is unknown (%s)", saga_id, error)
+        raise CommitOutcomeUnknown(saga_id, str(error)) from error
 
     def apply_event(self, event: Event) -> EventOutcome:
         """Applies a participant's event to its saga, at most once per message_id."""
@@ -167,6 +233,11 @@ class SagaOrchestrator:
                         self._store(uow, saga, commands, status_before)
             except ConcurrencyConflict:
                 continue
+            except CommitUnanswered as error:
+                # The commit may have been written although its answer was lost: if the saga
+                # is cancelling, this request (or an earlier one) did it, and saying 503 would lie.
+                saga = self._cancel_requested_after_all(saga_id, error)
+                commands = []
             self._queued(commands)
             return saga
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while cancelling")
@@ -194,6 +265,19 @@ class SagaOrchestrator:
             return saga
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while retrying")
 
+    def _cancel_requested_after_all(self, saga_id: str, error: StorageUnavailable) -> CreateOrderSaga:
+        """The saga, when a cancel was written; raises `error` when it was not, CommitOutcomeUnknown when unknowable."""
+        for pause in self.OUTCOME_PROBE_PAUSES:
+            time.sleep(pause)
+            try:
+                saga = self.get(saga_id)
+            except PersistenceError:
+                continue
+            if saga is not None and saga.cancel_requested:
+                return saga
+            raise error
+        raise CommitOutcomeUnknown(saga_id, str(error)) from error
+
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         with self._uow_factory(read_only=True) as uow:
             return uow.sagas.get(saga_id)
@@ -217,7 +301,7 @@ class SagaOrchestrator:
             discarded = uow.outbox.discard_unsent(saga.id, saga.updated_at)
         uow.sagas.save(saga)
         uow.outbox.add(commands, self._hold_until(saga.updated_at))
-        uow.commit()
+        _commit(uow)
         # Said once it is true: a transaction retried after a conflict would say it again.
         if discarded:
             log.info("saga %s: %d unsent command(s) withdrawn", saga.id, discarded)

@@ -157,8 +157,16 @@ class TortureRun:
             print(f"saga torture: seed {self.options.seed}, work in {workdir}", flush=True)
             postgres = Postgres(workdir / "postgres", free_port())
             postgres.init()
-            postgres.start()
             self._stack.callback(postgres.stop)
+            for attempt in range(3):
+                try:
+                    postgres.start()
+                    break
+                except RuntimeError:
+                    # Another program may have taken the free port meanwhile: try another one.
+                    if attempt == 2:
+                        raise
+                    postgres.port = free_port()
             postgres.create_database("saga")
             broker = Broker(workdir, free_port())
             broker.start()
@@ -423,15 +431,31 @@ class TortureRun:
         return False, time.monotonic() - started
 
     def _all_sagas(self) -> list[dict[str, Any]]:
+        """Every saga, through the API's pages (each page tried on every API process for up to a minute)."""
         url: str | None = "/api/sagas?limit=1000"
         sagas: list[dict[str, Any]] = []
         while url is not None:
-            response = requests.get(self._api() + url if url.startswith("/") else url, timeout=60)
-            response.raise_for_status()
-            sagas += response.json()
-            link = response.links.get("next", {}).get("url")
+            page = self._get_page(url)
+            sagas += page.json()
+            link = page.links.get("next", {}).get("url")
             url = link if link else None
         return sagas
+
+    def _get_page(self, url: str) -> requests.Response:
+        deadline = time.monotonic() + 60
+        problem = ""
+        while time.monotonic() < deadline:
+            for process in self.processes[: self.options.api_processes]:
+                target = process.base_url + url if url.startswith("/") else url
+                try:
+                    response = requests.get(target, timeout=60)
+                    if response.status_code == 200:
+                        return response
+                    problem = f"{response.status_code} {response.text[:200]}"
+                except requests.RequestException as error:
+                    problem = str(error)
+            time.sleep(1)
+        raise RuntimeError(f"the sagas could not be listed: {problem}")
 
     def _withdrawn(self, postgres: Postgres) -> set[str]:
         """Message ids of outbox entries withdrawn unsent (the saga moved on before they left)."""

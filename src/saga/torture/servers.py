@@ -107,7 +107,6 @@ class Postgres:
         self.root = root
         self.port = port
         self.datadir = root / "data"
-        self.socket_dir = root / "socket"
         self.log_path = root / "postgres.log"
         self._process: subprocess.Popen[bytes] | None = None
         runtime = root / "runtime"
@@ -123,7 +122,6 @@ class Postgres:
     def init(self) -> None:
         """Creates the data directory with initdb (as the wheel does, as another user when root)."""
         self.datadir.mkdir(parents=True)
-        self.socket_dir.mkdir()
         if os.geteuid() == 0:
             import pwd
             import stat
@@ -137,8 +135,7 @@ class Postgres:
             utils.ensure_folder_permissions(self._bin, stat.S_IXGRP | stat.S_IXOTH | readable)
             utils.ensure_folder_permissions(self._bin.parent / "lib", readable)
             entry = pwd.getpwnam(PG_SYSTEM_USER)
-            for path in (self.datadir, self.socket_dir):
-                os.chown(path, entry.pw_uid, entry.pw_gid)
+            os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
         self._wheel.initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.datadir, user=self._user)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -153,8 +150,9 @@ class Postgres:
                     "127.0.0.1",
                     "-p",
                     str(self.port),
-                    "-k",
-                    str(self.socket_dir),
+                    # TCP only: a Unix socket path under a deep work folder can pass the 107-byte limit.
+                    "-c",
+                    "unix_socket_directories=",
                     "-c",
                     "max_connections=200",
                 ],
@@ -165,7 +163,7 @@ class Postgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"PostgreSQL exited with {self._process.returncode}; see {self.log_path}")
+                raise RuntimeError(f"PostgreSQL exited with {self._process.returncode}:\n{log_tail(self.log_path, 10)}")
             try:
                 self.execute("postgres", "SELECT 1")
                 return
