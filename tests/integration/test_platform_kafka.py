@@ -134,3 +134,24 @@ def test_an_order_the_order_service_cannot_hold_fails_by_deadline_and_leaves_not
         assert ledger_rows(platform) == []
         audited = platform.audit(f"{platform.timer_url}/ledger")
         assert audited.returncode == 0, audited.stdout + audited.stderr
+
+
+@pytest.mark.parametrize(
+    ("knob", "failure"),
+    [("--fail", "timer API answered 400"), ("--silent", "no reply")],
+    ids=["timer refuses", "timer never answers"],
+)
+def test_a_timer_api_failure_undoes_the_payment_and_the_order_over_kafka(
+    platform: PlatformSystem, knob: str, failure: str
+) -> None:
+    with platform.simulator(knob, "timer"), platform.orchestrator() as base:
+        saga = wait_for_status(base, start_order(base, SEED_ORDER), FINAL, timeout=60)
+        assert saga["status"] == "FAILED", saga
+        assert "START_TIMER" in saga["error"] and failure in saga["error"]
+        assert history(saga, "command")[-2:] == ["revert_payment", "cancel_order"]
+        assert sorted((row["kind"], row["status"]) for row in ledger_rows(platform)) == [
+            ("order", "CANCELLED"),
+            ("payment", "REVERTED"),
+        ]
+        audited = platform.audit(f"{platform.timer_url}/ledger")
+        assert audited.returncode == 0, audited.stdout + audited.stderr
