@@ -25,7 +25,7 @@ from tests.support.postgres import embedded_postgres
 from saga.adapters.ledger_files import read_ledger
 from saga.adapters.sql.migrations import upgrade
 from saga.domain.policy import SagaPolicy
-from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.domain.saga import CreateOrderSaga, HistoryEntry, HistoryKind, SagaStatus
 from saga.entrypoints.config import Settings
 from saga.entrypoints.container import build_container
 from saga.service_layer.audit import DEFAULT_PAGE_SIZE, audit, stored_sagas
@@ -35,7 +35,17 @@ BATCH = 1000
 POLICY = SagaPolicy()
 
 
-def populate(database_url: str, ledger: Path, count: int) -> int:
+def realistic_history(saga: CreateOrderSaga, entries: int) -> None:
+    """A completed saga's history is about a dozen entries: each command, its reply, the status changes."""
+    first = saga.history[0]
+    kinds = (HistoryKind.COMMAND, HistoryKind.EVENT)
+    saga.history = [
+        HistoryEntry(first.at + timedelta(milliseconds=i), kinds[i % 2], f"entry_{i}", str(uuid.uuid4()))
+        for i in range(entries)
+    ]
+
+
+def populate(database_url: str, ledger: Path, count: int, history: int) -> int:
     """Writes `count` sagas and their ledger; returns how many disagreements were planted."""
     container = build_container(Settings(database_url=database_url, transport="memory"))
     planted = 0
@@ -71,6 +81,7 @@ def populate(database_url: str, ledger: Path, count: int) -> int:
                                 "order_id": saga.order_id,
                             }
                         )
+                    realistic_history(saga, history)
                     uow.sagas.add(saga)
                     out.writelines(json.dumps(row) + "\n" for row in rows)
                 uow.commit()
@@ -82,22 +93,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sagas", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE)
+    parser.add_argument("--history", type=int, default=12, help="history entries per saga")
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of embedded PostgreSQL")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="saga-audit-bench-") as scratch:
         folder = Path(scratch)
         if args.sqlite:
-            return run(f"sqlite:///{folder / 'saga.db'}", folder, args.sagas, args.page_size)
+            return run(f"sqlite:///{folder / 'saga.db'}", folder, args.sagas, args.page_size, args.history)
         with embedded_postgres(folder, prefix="saga-audit-postgres-") as pg:
             pg.psql("CREATE DATABASE audit;")
-            return run(pg.get_uri("audit"), folder, args.sagas, args.page_size)
+            return run(pg.get_uri("audit"), folder, args.sagas, args.page_size, args.history)
 
 
-def run(database_url: str, folder: Path, count: int, page_size: int) -> int:
+def run(database_url: str, folder: Path, count: int, page_size: int, history: int) -> int:
     upgrade(database_url)
     ledger = folder / "ledger.jsonl"
     started = time.perf_counter()
-    planted = populate(database_url, ledger, count)
+    planted = populate(database_url, ledger, count, history)
     print(f"wrote {count} sagas and their ledger in {time.perf_counter() - started:.1f}s", flush=True)
     container = build_container(Settings(database_url=database_url, transport="memory"))
     started = time.perf_counter()
