@@ -294,3 +294,18 @@ def test_the_user_service_skips_commands_sent_before_it_started(services: Platfo
     order_first = create_order(str(uuid.uuid4()))
     order_first["timestamp"] = "2026-11-28T11:00:00"
     assert only(services.handle(order_first))["type"] == "order.created"  # the order service reads from earliest
+
+
+def test_a_restarted_simulation_finds_its_orders_and_payments_in_its_ledger_file(
+    tmp_path: Any, clock: ManualClock
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    before = PlatformParticipants(clock=clock.now, ledger=Ledger(path))
+    saga_id = str(uuid.uuid4())
+    order_id = only(before.handle(create_order(saga_id)))["payload"]["order_id"]
+    payment_id = only(before.handle(authorize(saga_id, order_id)))["payload"]["payment_id"]
+    before.ledger.flush()
+    after = PlatformParticipants(clock=clock.now, ledger=Ledger(path))
+    assert only(after.handle(command("cancel_order", {"order_id": order_id})))["type"] == "order.cancelled"
+    assert only(after.handle(command("revert_payment", {"payment_id": payment_id})))["type"] == "payment.released"
+    assert sorted(row.status for row in after.ledger.rows()) == [ResourceStatus.CANCELLED, ResourceStatus.REVERTED]

@@ -176,7 +176,8 @@ class Ledger:
     """The orders and payments the simulated services hold, one row each; thread-safe.
 
     With a `path`, `flush()` writes them as JSON Lines (one row per resource, the
-    ledger's keys), replacing the file whole so a reader never sees half of it.
+    ledger's keys), replacing the file whole so a reader never sees half of it; a file
+    already there is read first, as a service restarted on its database.
     """
 
     def __init__(self, path: Path | None = None) -> None:
@@ -184,6 +185,11 @@ class Ledger:
         self._path = path
         self._dirty = False
         self._lock = threading.Lock()
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = LedgerRow.parse(json.loads(line))
+                    self._rows[(row.kind, row.id)] = row
 
     def record(self, row: LedgerRow) -> None:
         with self._lock:
@@ -241,6 +247,11 @@ class PlatformParticipants:
         self._payments: dict[str, _Payment] = {}
         self._held: list[tuple[datetime, int, JsonObject]] = []
         self._held_count = 0
+        for row in self.ledger.rows():  # what a restarted service finds in its database
+            if row.kind is ResourceKind.ORDER:
+                self._orders[row.id] = _Order(row.id, row.saga_id, "", row.status.value)
+            else:
+                self._payments[row.id] = _Payment(row.id, row.saga_id, row.order_id, row.status)
         self.timers_started: list[JsonObject] = []
         """Bodies of the timer requests answered 200, oldest first."""
         self._lock = threading.RLock()
