@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Protocol
 
 from saga.domain.messages import Command
-from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.domain.saga import CreateOrderSaga, SagaStatus, Undo
 
 
 class PersistenceError(Exception):
@@ -56,6 +56,28 @@ class SagaPage:
     next_cursor: PageCursor | None
 
 
+@dataclass(frozen=True)
+class SagaResources:
+    """What a saga holds and undoes, without its history: what `saga audit` reads."""
+
+    id: str
+    status: SagaStatus
+    order_id: str | None
+    payment_id: str | None
+    compensations: tuple[Undo, ...]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, saga: CreateOrderSaga) -> SagaResources:
+        return cls(saga.id, saga.status, saga.order_id, saga.payment_id, tuple(saga.compensations), saga.created_at)
+
+
+@dataclass(frozen=True)
+class ResourcesPage:
+    sagas: list[SagaResources]
+    next_cursor: PageCursor | None
+
+
 class SagaRepository(ABC):
     @abstractmethod
     def add(self, saga: CreateOrderSaga) -> None:
@@ -83,6 +105,12 @@ class SagaRepository(ABC):
     @abstractmethod
     def count_by_status(self) -> dict[SagaStatus, int]:
         """How many sagas are in each status."""
+
+    def resources_page(self, limit: int, after: PageCursor | None) -> ResourcesPage:
+        """`page(None, limit, after)` reduced to what each saga holds and undoes (the audit's
+        read, over every saga). A store may read less than whole sagas; by default it reads them."""
+        page = self.page(None, limit, after)
+        return ResourcesPage([SagaResources.of(saga) for saga in page.sagas], page.next_cursor)
 
 
 @dataclass(frozen=True)

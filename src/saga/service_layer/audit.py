@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from saga.domain.saga import CreateOrderSaga, SagaStatus, UndoStatus
-from saga.ports.persistence import PageCursor, UnitOfWorkFactory
+from saga.ports.persistence import PageCursor, SagaResources, UnitOfWorkFactory
 from saga.service_layer.ledger import LedgerRow, ResourceKind, ResourceStatus
 
 DEFAULT_PAGE_SIZE = 500
@@ -98,7 +98,7 @@ class AuditReport:
         )
 
 
-def audited(saga: CreateOrderSaga) -> AuditedSaga:
+def audited(saga: CreateOrderSaga | SagaResources) -> AuditedSaga:
     """The audit's view of a saga: the resources it holds, those it undid or must undo
     (its compensations and clean-ups), and those it names as left undone (unconfirmed)."""
     undone = {undo.resource_id for undo in saga.compensations if undo.resource_id is not None}
@@ -125,7 +125,7 @@ def stored_sagas(uow_factory: UnitOfWorkFactory, page_size: int = DEFAULT_PAGE_S
     cursor: PageCursor | None = None
     while True:
         with uow_factory(read_only=True) as uow:
-            page = uow.sagas.page(None, page_size, cursor)
+            page = uow.sagas.resources_page(page_size, cursor)
         yield from (audited(saga) for saga in page.sagas)
         if page.next_cursor is None:
             return
