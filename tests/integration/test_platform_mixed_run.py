@@ -13,7 +13,7 @@ database, and faults at once (docs/contract.md, "Compensations", "No orphan reso
 Every saga must end terminal with nothing pending, `saga audit` must find no disagreement
 (only resources sagas name as left undone), and no saga may apply a step's success twice.
 
-`SAGA_MIXED_SAGAS` sets the number of sagas (300 by default) and `SAGA_MIXED_SEED` the seed,
+`SAGA_TEST_MIXED_SAGAS` sets the number of sagas (300 by default) and `SAGA_TEST_MIXED_SEED` the seed,
 printed with the figures so a failure can be re-run; every saga's JSON is left in the test's
 folder as `sagas.json`, beside the processes' logs and the ledger.
 """
@@ -45,8 +45,8 @@ from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
-SAGAS = int(os.environ.get("SAGA_MIXED_SAGAS", "300"))
-SEED = int(os.environ.get("SAGA_MIXED_SEED", "20261130"))
+SAGAS = int(os.environ.get("SAGA_TEST_MIXED_SAGAS", "300"))
+SEED = int(os.environ.get("SAGA_TEST_MIXED_SEED", "20261130"))
 FAILING_SHARE = 0.20
 STEPS = ("CREATE_ORDER", "GET_PAYMENT_INFO", "AUTHORIZE_PAYMENT", "UPDATE_ORDER_STATUS", "START_TIMER")
 KNOB_FAILED_STEPS = ("UPDATE_ORDER_STATUS", "START_TIMER")
