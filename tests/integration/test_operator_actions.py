@@ -3,6 +3,7 @@ and the SAGA_ADMIN_TOKEN that guards them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,3 +111,51 @@ def test_a_bad_operator_name_is_400(server: str) -> None:
     )
 
     assert response.status_code == 400
+
+
+def test_a_clean_up_left_unconfirmed_is_listed_and_retried_without_changing_the_status(healthy_server: str) -> None:
+    # The healthy server's order service cancels; a stray order named after completion is
+    # cleaned up and confirmed, so the listing of unconfirmed clean-ups stays empty for it.
+    saga_id = requests.post(f"{healthy_server}/api/orders", json=SEED_ORDER, timeout=5).json()["saga_id"]
+    wait_for_status(healthy_server, saga_id, FINAL)
+    stray = {
+        "type": "order.created",
+        "correlation_id": saga_id,
+        "timestamp": "2026-11-28T12:00:00",
+        "payload": {"order_id": "stray-order"},
+    }
+    assert requests.post(f"{healthy_server}/api/events", json=stray, timeout=5).status_code == 202
+
+    listed = requests.get(f"{healthy_server}/api/sagas", params={"cleanup": "unconfirmed"}, timeout=5)
+    bad = requests.get(f"{healthy_server}/api/sagas", params={"cleanup": "maybe"}, timeout=5)
+
+    assert listed.status_code == 200 and saga_id not in [saga["id"] for saga in listed.json()]
+    assert bad.status_code == 400
+
+
+def test_unconfirmed_clean_ups_are_listed_and_an_operator_retries_them(server: str) -> None:
+    # This server's order service refuses every cancel_order: the clean-up is given up.
+    saga = compensation_failed(server)
+    stray = {
+        "type": "order.created",
+        "correlation_id": saga["id"],
+        "timestamp": "2026-11-28T12:00:00",
+        "payload": {"order_id": "stray-order"},
+    }
+    assert requests.post(f"{server}/api/events", json=stray, timeout=5).status_code == 202
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        cleanups = requests.get(f"{server}/api/sagas/{saga['id']}", timeout=5).json()["cleanups"]
+        if cleanups and cleanups[0]["status"] == "unconfirmed":
+            break
+        time.sleep(0.05)
+
+    listed = requests.get(f"{server}/api/sagas", params={"cleanup": "unconfirmed", "limit": 1000}, timeout=5).json()
+
+    assert saga["id"] in [entry["id"] for entry in listed]
+    assert all(any(c["status"] == "unconfirmed" for c in entry["cleanups"]) for entry in listed)
+    retried = requests.post(f"{server}/api/sagas/{saga['id']}/retry", headers=ADMIN, timeout=5)
+    assert retried.status_code == 202
+    after = wait_for_status(server, saga["id"], FINAL)
+    assert after["status"] == "COMPENSATION_FAILED"
+    assert after["cleanups"][0]["id"] == "stray-order"

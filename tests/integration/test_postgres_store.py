@@ -46,7 +46,7 @@ def test_the_migration_applies_to_an_empty_database(fresh_database_url: str) -> 
     upgrade(fresh_database_url)
     upgrade(fresh_database_url)  # again: nothing left to do
 
-    assert current_revision(fresh_database_url) == head_revision() == "0001"
+    assert current_revision(fresh_database_url) == head_revision() == "0002"
     engine = create_engine_from_url(fresh_database_url)
     try:
         with engine.connect() as connection:

@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from copy import deepcopy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -748,14 +749,43 @@ class PersistenceContract:
             assert uow.inbox.record(recent, saga_id, T0 + timedelta(days=3)) is False
 
     def test_the_inbox_records_a_message_once(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga_id = new_id()
         with uow_factory() as uow:
-            assert uow.inbox.record("message-1", new_id(), T0) is True
-            assert uow.inbox.record("message-1", new_id(), T0) is False
+            assert uow.inbox.record("message-1", saga_id, T0) is True
+            assert uow.inbox.record("message-1", saga_id, T0) is False
             uow.commit()
 
         with uow_factory() as uow:
-            assert uow.inbox.record("message-1", new_id(), T0) is False
-            assert uow.inbox.record("message-2", new_id(), T0) is True
+            assert uow.inbox.record("message-1", saga_id, T0) is False
+            assert uow.inbox.record("message-2", saga_id, T0) is True
+
+    def test_the_same_message_id_for_another_saga_is_another_message(self, uow_factory: UnitOfWorkFactory) -> None:
+        first, second = new_id(), new_id()
+        with uow_factory() as uow:
+            assert uow.inbox.record("message-1", first, T0) is True
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.inbox.record("message-1", second, T0) is True
+            assert uow.inbox.record("message-1", first, T0) is False
+            assert uow.inbox.record("message-1", second, T0) is False
+
+    def test_page_can_list_only_sagas_that_left_a_clean_up_unconfirmed(self, uow_factory: UnitOfWorkFactory) -> None:
+        left = make_saga(status=SagaStatus.COMPLETED, due_at=None)  # make_saga's clean-up is unconfirmed
+        settled = make_saga(status=SagaStatus.COMPLETED, due_at=None)
+        settled.compensations = [replace(undo, status=UndoStatus.CONFIRMED) for undo in settled.compensations]
+        self.store(uow_factory, left, settled)
+
+        with uow_factory() as uow:
+            only = uow.sagas.page(None, 10, None, unconfirmed_cleanup=True)
+            completed = uow.sagas.page(SagaStatus.COMPLETED, 10, None, unconfirmed_cleanup=True)
+            failed = uow.sagas.page(SagaStatus.FAILED, 10, None, unconfirmed_cleanup=True)
+            everything = uow.sagas.page(None, 10, None)
+
+        assert [saga.id for saga in only.sagas] == [left.id]
+        assert [saga.id for saga in completed.sagas] == [left.id]
+        assert failed.sagas == []
+        assert {saga.id for saga in everything.sagas} == {left.id, settled.id}
 
     def test_a_duplicate_does_not_spoil_the_rest_of_the_transaction(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()

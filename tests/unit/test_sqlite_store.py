@@ -10,13 +10,14 @@ import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 from tests.unit.persistence_contract import RENDEZVOUS_TIMEOUT, PersistenceContract, make_saga
 
 from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
@@ -51,7 +52,7 @@ def test_the_migration_brings_an_empty_file_to_head(sqlite_url: str, tmp_path: P
     upgrade(sqlite_url)
     upgrade(sqlite_url)  # again: nothing left to do
 
-    assert current_revision(sqlite_url) == head_revision() == "0001"
+    assert current_revision(sqlite_url) == head_revision() == "0002"
 
 
 def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> None:
@@ -187,3 +188,28 @@ def test_a_stored_record_without_a_newer_field_reads_back_with_its_default(engin
         loaded = uow.sagas.get(saga.id)
 
     assert loaded is not None and loaded.awaiting == replace(saga.awaiting, sent=True)
+
+
+def test_a_database_at_the_first_revision_upgrades_keeping_its_inbox_and_sagas(sqlite_url: str, tmp_path: Path) -> None:
+    (tmp_path / "saga.db").touch()
+    upgrade(sqlite_url, "0001")
+    engine = create_engine_from_url(sqlite_url)
+    saga_id = "6f1c2a8e-3b7d-4c55-9a0e-0d6b2f9e4a11"
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO inbox (message_id, saga_id, processed_at) VALUES ('m-1', :saga, '2026-11-28 12:00:00')"),
+            {"saga": saga_id},
+        )
+
+    upgrade(sqlite_url)
+
+    assert current_revision(sqlite_url) == "0002"
+    with engine.begin() as connection:
+        rows = connection.execute(text("SELECT saga_id, message_id FROM inbox")).all()
+        columns = {column["name"] for column in inspect(connection).get_columns("sagas")}
+    assert [tuple(row) for row in rows] == [(saga_id, "m-1")]
+    assert "cleanup_unconfirmed" in columns
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        assert uow.inbox.record("m-1", saga_id, datetime.now(UTC)) is False
+        assert uow.inbox.record("m-1", "another-saga", datetime.now(UTC)) is True
+    engine.dispose()

@@ -96,7 +96,7 @@ class InMemoryStore:
         """Deadlines of the sagas still in flight, so a sweep need not look at finished ones."""
         self.unsent: dict[int, StoredOutboxEntry] = {}
         """Outbox entries not yet sent. Sent ones are dropped: nothing in the port reads them again."""
-        self.inbox: dict[str, InboxRecord] = {}
+        self.inbox: dict[tuple[str, str], InboxRecord] = {}
         self.last_outbox_id = 0
         """Like a database sequence: ids taken by a rolled-back unit of work are not reused."""
 
@@ -189,13 +189,16 @@ class InMemorySagaRepository(SagaRepository):
         self._uow.write(store.sagas, saga.id, saga)
         self._uow.write(store.due_at, saga.id, saga.due_at)
 
-    def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
+    def page(
+        self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
+    ) -> SagaPage:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         candidates = [
             saga
             for saga in self._uow.state().sagas.values()
             if (status is None or saga.status is status)
+            and (not unconfirmed_cleanup or saga.has_unconfirmed_cleanup)
             and (after is None or _listing_key(saga) < (after.created_at, after.saga_id))
         ]
         candidates.sort(key=_listing_key, reverse=True)
@@ -284,18 +287,16 @@ class InMemoryInbox(Inbox):
 
     def record(self, message_id: str, saga_id: str, now: datetime) -> bool:
         store = self._uow.state()
-        if message_id in store.inbox:
+        if (saga_id, message_id) in store.inbox:
             return False
-        self._uow.write(store.inbox, message_id, InboxRecord(saga_id, now))
+        self._uow.write(store.inbox, (saga_id, message_id), InboxRecord(saga_id, now))
         return True
 
     def purge(self, processed_before: datetime, limit: int) -> int:
         store = self._uow.state()
         old = sorted(
-            (record.processed_at, message_id)
-            for message_id, record in store.inbox.items()
-            if record.processed_at < processed_before
+            (record.processed_at, key) for key, record in store.inbox.items() if record.processed_at < processed_before
         )[:limit]
-        for _, message_id in old:
-            self._uow.write(store.inbox, message_id, None)
+        for _, key in old:
+            self._uow.write(store.inbox, key, None)
         return len(old)

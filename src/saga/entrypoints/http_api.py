@@ -172,7 +172,10 @@ class SagaApi:
                 after = decode_cursor(params["cursor"])
             except ValueError as bad:
                 raise ApiError(400, str(bad)) from None
-        page = await run_in_threadpool(self._orchestrator.page, status, limit, after)
+        cleanup = params.get("cleanup")
+        if cleanup is not None and cleanup != "unconfirmed":
+            raise ApiError(400, "cleanup must be unconfirmed")
+        page = await run_in_threadpool(self._orchestrator.page, status, limit, after, cleanup == "unconfirmed")
         headers = {}
         if page.next_cursor is not None:
             # Relative: the Host header is the client's to choose, never to be echoed back.

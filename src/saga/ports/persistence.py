@@ -95,8 +95,12 @@ class SagaRepository(ABC):
         """
 
     @abstractmethod
-    def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
-        """Sagas newest first (created_at, then id), optionally of one status."""
+    def page(
+        self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
+    ) -> SagaPage:
+        """Sagas newest first (created_at, then id), optionally of one status, and optionally
+        only those that left a clean-up unconfirmed (docs/contract.md, "No orphan resources").
+        Raises ValueError when `limit` is below 1."""
 
     @abstractmethod
     def due(self, now: datetime, limit: int) -> list[str]:
@@ -194,7 +198,8 @@ class Outbox(ABC):
 class Inbox(ABC):
     @abstractmethod
     def record(self, message_id: str, saga_id: str, now: datetime) -> bool:
-        """Records a consumed message id; False if it was already recorded (a duplicate)."""
+        """Records a consumed (saga id, message id) pair; False if it was already recorded (a duplicate).
+        The same message id for another saga is another message (docs/contract.md, "Message envelope")."""
 
     @abstractmethod
     def purge(self, processed_before: datetime, limit: int) -> int:

@@ -282,9 +282,11 @@ class SagaOrchestrator:
         with self._uow_factory(read_only=True) as uow:
             return uow.sagas.get(saga_id)
 
-    def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
+    def page(
+        self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
+    ) -> SagaPage:
         with self._uow_factory(read_only=True) as uow:
-            return uow.sagas.page(status, limit, after)
+            return uow.sagas.page(status, limit, after, unconfirmed_cleanup)
 
     def gauges(self) -> tuple[dict[SagaStatus, int], int]:
         """How many sagas are in each status, and how many commands wait unsent in the outbox."""

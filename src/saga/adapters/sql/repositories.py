@@ -88,20 +88,19 @@ PURGE_SENT_OUTBOX = outbox.delete().where(
     )
 )
 PURGE_INBOX = inbox.delete().where(
-    inbox.c.message_id.in_(
-        select(inbox.c.message_id)
+    tuple_(inbox.c.saga_id, inbox.c.message_id).in_(
+        select(inbox.c.saga_id, inbox.c.message_id)
         .where(inbox.c.processed_at < bindparam("before"))
         .order_by(inbox.c.processed_at)
         .limit(bindparam("batch"))
-        .scalar_subquery()
     )
 )
 INSERT_INBOX = {
     # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable (a failed INSERT
     # would abort it on PostgreSQL), and a concurrent duplicate waits for the first to
     # commit and then counts as a duplicate.
-    "postgresql": postgresql.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]),
-    "sqlite": sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]),
+    "postgresql": postgresql.insert(inbox).on_conflict_do_nothing(index_elements=["saga_id", "message_id"]),
+    "sqlite": sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["saga_id", "message_id"]),
 }
 
 
@@ -142,12 +141,16 @@ class SqlAlchemySagaRepository(SagaRepository):
             raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
         saga.version += 1
 
-    def page(self, status: SagaStatus | None, limit: int, after: PageCursor | None) -> SagaPage:
+    def page(
+        self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
+    ) -> SagaPage:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         query = select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id.desc()).limit(limit + 1)
         if status is not None:
             query = query.where(sagas.c.status == status.value)
+        if unconfirmed_cleanup:
+            query = query.where(sagas.c.cleanup_unconfirmed)
         if after is not None:
             query = query.where(
                 tuple_(sagas.c.created_at, sagas.c.id)

@@ -28,7 +28,7 @@ from saga.domain.steps import UNDO
 
 WRITTEN_ONCE = frozenset({"id", "customer_id", "order_details", "amount_cents", "currency", "created_at"})
 """What an order is never changes after it starts: a save writes only the saga's progress."""
-DERIVED_COLUMNS = frozenset({"due_at"})
+DERIVED_COLUMNS = frozenset({"due_at", "cleanup_unconfirmed"})
 """Columns kept for queries, written from the saga but not read back into it."""
 
 _FIELD_TYPES: dict[str, Any] = typing.get_type_hints(CreateOrderSaga)
@@ -43,6 +43,7 @@ def saga_row(saga: CreateOrderSaga) -> dict[str, Any]:
     """Every column of the saga's row."""
     row = {name: _stored(name, getattr(saga, name)) for name in _FIELD_TYPES}
     row["due_at"] = saga.due_at  # a terminal saga still has one while a clean-up runs
+    row["cleanup_unconfirmed"] = saga.has_unconfirmed_cleanup
     return row
 
 

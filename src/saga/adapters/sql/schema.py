@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -78,8 +79,10 @@ sagas = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("completed_at", UtcDateTime(), nullable=True),
-    # Copied from the saga's awaited reply, and NULL once final, so the sweep reads an index only.
+    # Copied from the saga's awaited reply (NULL when nothing is awaited), so the sweep reads an index only.
     Column("due_at", UtcDateTime(), nullable=True),
+    # A terminal saga left a clean-up unconfirmed: `GET /api/sagas?cleanup=unconfirmed` lists it.
+    Column("cleanup_unconfirmed", Boolean, nullable=False, server_default=false()),
     Index("ix_sagas_status_created_at_id", "status", "created_at", "id"),
     Index("ix_sagas_created_at_id", "created_at", "id"),
     Index(
@@ -87,6 +90,13 @@ sagas = Table(
         "due_at",
         postgresql_where=text("due_at IS NOT NULL"),
         sqlite_where=text("due_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_sagas_cleanup_unconfirmed_created_at_id",
+        "created_at",
+        "id",
+        postgresql_where=text("cleanup_unconfirmed"),
+        sqlite_where=text("cleanup_unconfirmed"),
     ),
 )
 
@@ -127,11 +137,13 @@ outbox = Table(
     ),
 )
 
+# A message id is the participant's: two sagas' events may carry the same one, so the
+# inbox remembers (saga, message id) pairs (docs/contract.md, "Message envelope").
 inbox = Table(
     "inbox",
     metadata,
+    Column("saga_id", String(64), primary_key=True),
     Column("message_id", String(200), primary_key=True),
-    Column("saga_id", String(64), nullable=False),
     Column("processed_at", UtcDateTime(), nullable=False),
     Index("ix_inbox_processed_at", "processed_at"),
 )
