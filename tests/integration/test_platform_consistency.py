@@ -39,7 +39,7 @@ TIMINGS = {
     "SAGA_SWEEP_INTERVAL_SECONDS": "0.2",
     "SAGA_RELAY_POLL_SECONDS": "0.2",
 }
-SLOWER_THAN_THE_STEP_MS = "5000"
+SLOWER_THAN_THE_STEP_MS = "6000"
 """Past both sends of a step (deadline 2 s, one re-send): the reply comes after the step failed."""
 
 
@@ -102,7 +102,8 @@ def test_a_revert_refused_with_payment_failed_still_cancels_the_order_and_names_
     ]
     assert payment_id in saga["error"] and "stripe_error" in saga["error"]
     assert history(saga, "command").count("revert_payment") == ATTEMPTS
-    assert "revert_payment" not in history(saga, "deadline"), "a refusal was waited out as silence"
+    refusals = [entry for entry in saga["history"] if entry["type"] == "payment.failed"]
+    assert refusals and all(entry["kind"] == "event" for entry in refusals), "a refusal was not read as one"
     assert ledger_of(rig, saga["id"]) == [("order", "CANCELLED"), ("payment", "AUTHORIZED")]
     assert acknowledged_for(audited, saga["id"]) == [[f"payment:{payment_id}:AUTHORIZED"]]
 
