@@ -33,6 +33,7 @@ from saga.ports.persistence import (
     DuplicateSaga,
     PageCursor,
     RetryLater,
+    SagaResources,
     UnitOfWorkFactory,
 )
 
@@ -443,6 +444,28 @@ class PersistenceContract:
     def test_page_needs_a_positive_limit(self, uow_factory: UnitOfWorkFactory) -> None:
         with uow_factory() as uow, pytest.raises(ValueError):
             uow.sagas.page(None, 0, None)
+
+    def test_resources_page_reads_what_each_saga_holds_and_undoes_in_page_order(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        sagas = [make_saga(created_at=T0 + timedelta(seconds=offset)) for offset in [0, 1, 1, 2, 3]]
+        sagas[0].status, sagas[0].compensations = SagaStatus.COMPLETED, []
+        self.store(uow_factory, *sagas)
+
+        listed: list[SagaResources] = []
+        cursor: PageCursor | None = None
+        with uow_factory(read_only=True) as uow:
+            while True:
+                page = uow.sagas.resources_page(2, cursor)
+                listed += page.sagas
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            with pytest.raises(ValueError):
+                uow.sagas.resources_page(0, None)
+        ordered = sorted(sagas, key=lambda s: (s.created_at, s.id), reverse=True)
+        assert listed == [SagaResources.of(saga) for saga in ordered]
+        assert listed[-1].compensations == () and len(listed[0].compensations) == 3
 
     def test_due_lists_passed_deadlines_earliest_first(self, uow_factory: UnitOfWorkFactory) -> None:
         late = make_saga(due_at=T0 + timedelta(seconds=10), status=SagaStatus.STARTED)

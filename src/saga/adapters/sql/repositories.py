@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeout
 
 from saga.adapters.sql.errors import is_duplicate_key, port_error, translated_errors
-from saga.adapters.sql.saga_rows import progress_row, saga_from_row, saga_row
+from saga.adapters.sql.saga_rows import RESOURCE_COLUMNS, progress_row, resources_from_row, saga_from_row, saga_row
 from saga.adapters.sql.schema import UtcDateTime, inbox, outbox, sagas
 from saga.domain.messages import Command
 from saga.domain.saga import CreateOrderSaga, SagaStatus
@@ -23,6 +23,7 @@ from saga.ports.persistence import (
     Outbox,
     OutboxEntry,
     PageCursor,
+    ResourcesPage,
     RetryLater,
     SagaPage,
     SagaRepository,
@@ -176,6 +177,24 @@ class SqlAlchemySagaRepository(SagaRepository):
         for status, count in rows:
             counts[SagaStatus(status)] = count
         return counts
+
+    def resources_page(self, limit: int, after: PageCursor | None) -> ResourcesPage:
+        # The audit reads every saga: its few columns, never the history.
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        columns = [sagas.c[name] for name in RESOURCE_COLUMNS]
+        query = select(*columns).order_by(sagas.c.created_at.desc(), sagas.c.id.desc()).limit(limit + 1)
+        if after is not None:
+            query = query.where(
+                tuple_(sagas.c.created_at, sagas.c.id)
+                < tuple_(literal(after.created_at, UtcDateTime()), literal(after.saga_id, String()))
+            )
+        with translated_errors():
+            rows = self._connection().execute(query).all()
+        found = [resources_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        next_cursor = PageCursor(found[-1].created_at, found[-1].id) if more else None
+        return ResourcesPage(found, next_cursor)
 
 
 class SqlAlchemyOutbox(Outbox):

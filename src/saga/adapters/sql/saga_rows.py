@@ -24,7 +24,8 @@ from sqlalchemy.engine import Row
 
 from saga.adapters.sql.schema import sagas
 from saga.domain.saga import CreateOrderSaga, SagaStatus, Undo, UndoStatus
-from saga.domain.steps import UNDO
+from saga.domain.steps import STEPS, UNDO
+from saga.ports.persistence import SagaResources
 
 WRITTEN_ONCE = frozenset({"id", "customer_id", "order_details", "amount_cents", "currency", "created_at"})
 """What an order is never changes after it starts: a save writes only the saga's progress."""
@@ -63,6 +64,47 @@ def saga_from_row(row: Row[Any]) -> CreateOrderSaga:
     saga = CreateOrderSaga(**{name: _read(hint, values[name]) for name, hint in _FIELD_TYPES.items()})
     if first_schema:
         _read_first_schema_compensations(saga)
+    return saga
+
+
+RESOURCE_COLUMNS = ("id", "status", "order_id", "payment_id", "compensations", "awaiting", "created_at")
+"""What `resources_from_row` reads: no history, no order details."""
+
+
+def resources_from_row(row: Row[Any]) -> SagaResources:
+    """A saga's resources and their undo from the RESOURCE_COLUMNS of its row."""
+    values = dict(row._mapping)
+    if _written_by_first_schema(values):  # rare, and then read whole
+        saga = saga_from_row_parts(values)
+        return SagaResources.of(saga)
+    return SagaResources(
+        values["id"],
+        SagaStatus(values["status"]),
+        values["order_id"],
+        values["payment_id"],
+        tuple(_read(list[Undo], values["compensations"])),
+        _utc(values["created_at"]),
+    )
+
+
+def saga_from_row_parts(values: dict[str, Any]) -> CreateOrderSaga:
+    """A saga from the RESOURCE_COLUMNS only, the rest left empty: enough to read its compensations."""
+    partial = {
+        "customer_id": "",
+        "order_details": {},
+        "amount_cents": 0,
+        "currency": "",
+        "current_step": STEPS[0].step.value,
+        "updated_at": values["created_at"],
+        "history": [],
+        "cancel_requested": False,
+        "ignored_events": 0,
+        "version": 0,
+    }
+    first = [{"compensation": name, "resource_id": None} for name in values["compensations"]]
+    values = {**partial, **values, "compensations": first}
+    saga = CreateOrderSaga(**{name: _read(hint, values.get(name)) for name, hint in _FIELD_TYPES.items()})
+    _read_first_schema_compensations(saga)
     return saga
 
 
