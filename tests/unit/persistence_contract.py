@@ -31,6 +31,7 @@ from saga.domain.saga import (
 from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
+    IdempotencyRecord,
     PageCursor,
     RetryLater,
     SagaResources,
@@ -853,9 +854,88 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.outbox.pending_count() == 1
 
+    # ------------------------------------------------------------ idempotency keys
+
+    def test_an_idempotency_key_is_kept_with_its_saga_and_expires(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        record = IdempotencyRecord("key-ü-1", "d" * 64, saga.id, T0)
+        day = timedelta(hours=24)
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.get(record.key, T0 - day) is None
+            uow.idempotency_keys.add(record, T0 - day)
+            uow.sagas.add(saga)
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.get(record.key, T0 - day) == record
+            assert uow.idempotency_keys.get(record.key, T0) is None  # expired by then
+            with pytest.raises(ConcurrencyConflict):
+                uow.idempotency_keys.add(IdempotencyRecord(record.key, "e" * 64, new_id(), T0), T0 - day)
+
+        later = IdempotencyRecord(record.key, "e" * 64, new_id(), T0 + day)
+        with uow_factory() as uow:
+            uow.idempotency_keys.add(later, T0 + timedelta(seconds=1))  # the old record expired: replaced
+            uow.commit()
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.get(record.key, T0) == later
+
+    def test_an_idempotency_key_rolled_back_is_not_kept(self, uow_factory: UnitOfWorkFactory) -> None:
+        record = IdempotencyRecord("key-2", "d" * 64, new_id(), T0)
+        with uow_factory() as uow:
+            uow.idempotency_keys.add(record, T0 - timedelta(hours=24))
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.get("key-2", T0 - timedelta(hours=24)) is None
+
+    def test_purge_deletes_only_idempotency_keys_created_before_the_cutoff(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        with uow_factory() as uow:
+            for index, created in enumerate([T0, T0 + timedelta(hours=1), T0 + timedelta(hours=30)]):
+                uow.idempotency_keys.add(IdempotencyRecord(f"k{index}", "d" * 64, new_id(), created), T0)
+            uow.commit()
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.purge(T0 + timedelta(hours=2), 1) == 1
+            assert uow.idempotency_keys.purge(T0 + timedelta(hours=2), 10) == 1
+            uow.commit()
+        with uow_factory() as uow:
+            assert [uow.idempotency_keys.get(f"k{index}", T0 - timedelta(days=1)) is None for index in range(3)] == [
+                True,
+                True,
+                False,
+            ]
+
 
 class OverlappingTransactionsContract:
     """For stores whose units of work run side by side rather than one after another."""
+
+    def test_of_two_requests_with_one_idempotency_key_at_once_exactly_one_writes(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        start = threading.Barrier(2, timeout=RENDEZVOUS_TIMEOUT)
+        outcomes: list[str] = []
+
+        def request() -> None:
+            saga = make_saga()
+            start.wait()
+            try:
+                with uow_factory() as uow:
+                    if uow.idempotency_keys.get("same-key", T0 - timedelta(hours=24)) is not None:
+                        outcomes.append("replayed")
+                        return
+                    uow.idempotency_keys.add(
+                        IdempotencyRecord("same-key", "d" * 64, saga.id, T0), T0 - timedelta(hours=24)
+                    )
+                    uow.sagas.add(saga)
+                    uow.commit()
+                outcomes.append("written")
+            except ConcurrencyConflict:
+                outcomes.append("conflict")  # a retry reads the first one's record
+
+        run_in_threads(request, request)
+
+        assert outcomes.count("written") == 1
+        with uow_factory() as uow:
+            assert sum(uow.sagas.count_by_status().values()) == 1
 
     def test_of_two_units_of_work_saving_one_saga_exactly_one_wins(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from dependency_injector import providers
@@ -150,15 +151,74 @@ def test_an_order_whose_outcome_cannot_be_learned_is_answered_504_with_its_saga_
     faults.commits = ["written"]
     faults.reads_fail = True
 
-    response = client.post("/api/orders", json=ORDER)
+    response = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "order-504"})
 
     assert response.status_code == 504
     body = response.json()
-    assert body["success"] is False and "GET it" in body["error"]
+    assert body["success"] is False and "Idempotency-Key" in body["error"]
     faults.reads_fail = False
     assert all_sagas(orchestrator) == [body["saga_id"]]
-    # The saga was written after all: GET finds it, as the 504 tells the client to try.
-    assert client.get(f"/api/sagas/{body['saga_id']}").status_code == 200
+    # The client repeats the request with its key, as the 504 tells it: the same saga, not a second one.
+    again = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "order-504"})
+    assert again.status_code == 202 and again.json()["saga_id"] == body["saga_id"]
+    assert all_sagas(orchestrator) == [body["saga_id"]]
+
+
+def test_the_same_key_and_body_answer_the_first_202_again_and_make_one_saga(
+    api: tuple[TestClient, SagaOrchestrator],
+) -> None:
+    client, orchestrator = api
+    first = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-1"})
+    # The same JSON value, spelled differently: key order, spacing, 12.990 for 12.99.
+    spelled = '{"order_details": {"foodItems": [{"quantity": 1, "price": 12.990, "name": "Burger"}]},  "customer_id": "cust_1"}'
+    again = client.post(
+        "/api/orders", content=spelled, headers={"Idempotency-Key": "k-1", "Content-Type": "application/json"}
+    )
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json() == {"success": True, "saga_id": first.json()["saga_id"], "status": "STARTED"}
+    assert all_sagas(orchestrator) == [first.json()["saga_id"]]
+    other_key = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-2"})
+    assert other_key.status_code == 202 and other_key.json()["saga_id"] != first.json()["saga_id"]
+
+
+def test_the_same_key_with_another_body_is_a_422_and_writes_nothing(api: tuple[TestClient, SagaOrchestrator]) -> None:
+    client, orchestrator = api
+    client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-1"})
+
+    response = client.post("/api/orders", json={**ORDER, "customer_id": "cust_2"}, headers={"Idempotency-Key": "k-1"})
+
+    assert response.status_code == 422
+    assert response.json()["success"] is False and "Idempotency-Key" in response.json()["error"]
+    assert len(all_sagas(orchestrator)) == 1
+
+
+@pytest.mark.parametrize("key", ["", "x" * 201, "with space", "naïve", "tab\there"])
+def test_a_key_that_is_not_1_to_200_visible_ascii_characters_is_a_400(
+    api: tuple[TestClient, SagaOrchestrator], key: str
+) -> None:
+    client, orchestrator = api
+    response = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": key.encode("utf-8")})  # type: ignore[dict-item]
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]
+    assert all_sagas(orchestrator) == []
+
+
+def test_a_key_of_200_visible_characters_is_taken(api: tuple[TestClient, SagaOrchestrator]) -> None:
+    client, _ = api
+    key = ("!~" * 100)[:200]
+    assert client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": key}).status_code == 202
+
+
+def test_a_key_is_kept_24_hours(api: tuple[TestClient, SagaOrchestrator], clock: ManualClock) -> None:
+    client, orchestrator = api
+    first = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-day"}).json()["saga_id"]
+    clock.advance(timedelta(hours=23, minutes=59))
+    assert client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-day"}).json()["saga_id"] == first
+    clock.advance(timedelta(minutes=2))
+    later = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "k-day"}).json()["saga_id"]
+    assert later != first
+    assert len(all_sagas(orchestrator)) == 2
 
 
 def test_a_cancel_whose_commit_lost_its_answer_is_answered_202(

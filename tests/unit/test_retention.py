@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from saga.adapters.clock import ManualClock
 from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
 from saga.adapters.sql.migrations import upgrade
-from saga.adapters.sql.schema import inbox, outbox
+from saga.adapters.sql.schema import idempotency_keys, inbox, outbox
 from saga.domain.messages import Command, new_message_id
+from saga.ports.persistence import IdempotencyRecord
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.retention import Retention
 
@@ -45,4 +46,28 @@ def test_prune_deletes_in_batches_what_is_past_retention(tmp_path: Path) -> None
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(outbox)).scalar_one() == 5  # unsent stay
         assert connection.execute(select(func.count()).select_from(inbox)).scalar_one() == 0
+    engine.dispose()
+
+
+def test_prune_deletes_idempotency_keys_after_24_hours(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'saga.db'}"
+    upgrade(url)
+    engine = create_engine_from_url(url)
+    clock = ManualClock()
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        for index in range(5):
+            record = IdempotencyRecord(f"key-{index}", "d" * 64, new_message_id(), clock.now())
+            uow.idempotency_keys.add(record, clock.now())
+        uow.commit()
+    retention = Retention(lambda: SqlAlchemyUnitOfWork(engine), clock, Metrics(), batch_size=2)
+
+    clock.advance(timedelta(hours=23))
+    retention.prune()
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        assert uow.idempotency_keys.get("key-0", clock.now() - timedelta(days=2)) is not None
+    clock.advance(timedelta(hours=1, seconds=1))
+    retention.prune()
+
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(idempotency_keys)).scalar_one() == 0
     engine.dispose()

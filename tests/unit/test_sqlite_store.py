@@ -52,7 +52,7 @@ def test_the_migration_brings_an_empty_file_to_head(sqlite_url: str, tmp_path: P
     upgrade(sqlite_url)
     upgrade(sqlite_url)  # again: nothing left to do
 
-    assert current_revision(sqlite_url) == head_revision() == "0002"
+    assert current_revision(sqlite_url) == head_revision() == "0003"
 
 
 def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> None:
@@ -61,7 +61,7 @@ def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> 
         tables = set(inspect(connection).get_table_names())
 
     assert differences == []
-    assert tables == {"alembic_version", "sagas", "outbox", "inbox"}
+    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys"}
 
 
 def test_sqlite_files_use_write_ahead_logging(engine: Engine) -> None:
@@ -203,7 +203,7 @@ def test_a_database_at_the_first_revision_upgrades_keeping_its_inbox_and_sagas(s
 
     upgrade(sqlite_url)
 
-    assert current_revision(sqlite_url) == "0002"
+    assert current_revision(sqlite_url) == "0003"
     with engine.begin() as connection:
         rows = connection.execute(text("SELECT saga_id, message_id FROM inbox")).all()
         columns = {column["name"] for column in inspect(connection).get_columns("sagas")}

@@ -22,6 +22,8 @@ from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
+    IdempotencyKeys,
+    IdempotencyRecord,
     Inbox,
     Outbox,
     OutboxEntry,
@@ -97,6 +99,7 @@ class InMemoryStore:
         self.unsent: dict[int, StoredOutboxEntry] = {}
         """Outbox entries not yet sent. Sent ones are dropped: nothing in the port reads them again."""
         self.inbox: dict[tuple[str, str], InboxRecord] = {}
+        self.idempotency_keys: dict[str, IdempotencyRecord] = {}
         self.last_outbox_id = 0
         """Like a database sequence: ids taken by a rolled-back unit of work are not reused."""
 
@@ -112,6 +115,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.sagas = InMemorySagaRepository(self)
         self.outbox = InMemoryOutbox(self)
         self.inbox = InMemoryInbox(self)
+        self.idempotency_keys = InMemoryIdempotencyKeys(self)
 
     def __enter__(self) -> InMemoryUnitOfWork:
         store = self.store
@@ -300,3 +304,30 @@ class InMemoryInbox(Inbox):
         for _, key in old:
             self._uow.write(store.inbox, key, None)
         return len(old)
+
+
+class InMemoryIdempotencyKeys(IdempotencyKeys):
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def get(self, key: str, created_after: datetime) -> IdempotencyRecord | None:
+        record = self._uow.state().idempotency_keys.get(key)
+        return record if record is not None and record.created_at > created_after else None
+
+    def add(self, record: IdempotencyRecord, replacing_before: datetime) -> None:
+        store = self._uow.state()
+        existing = store.idempotency_keys.get(record.key)
+        if existing is not None and existing.created_at >= replacing_before:
+            raise ConcurrencyConflict(f"idempotency key {record.key!r} is taken")
+        self._uow.write(store.idempotency_keys, record.key, record)
+
+    def purge(self, created_before: datetime, limit: int) -> int:
+        store = self._uow.state()
+        old = sorted(
+            (record.created_at, key)
+            for key, record in store.idempotency_keys.items()
+            if record.created_at < created_before
+        )
+        for _, key in old[:limit]:
+            self._uow.write(store.idempotency_keys, key, None)
+        return len(old[:limit])

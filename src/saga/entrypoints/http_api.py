@@ -29,10 +29,16 @@ from saga.domain.messages import JsonObject
 from saga.domain.money import InvalidOrder
 from saga.domain.saga import NothingToRetry, SagaStatus
 from saga.entrypoints.container import Container
+from saga.entrypoints.idempotency import (
+    HEADER as IDEMPOTENCY_HEADER,
+    InvalidIdempotencyKey,
+    parse_idempotency_key,
+    request_digest,
+)
 from saga.entrypoints.openapi import OPENAPI
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
 from saga.ports.persistence import CommitOutcomeUnknown, PersistenceError
-from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
+from saga.service_layer.orchestrator import EventOutcome, IdempotencyKeyReused, SagaOrchestrator
 from saga.service_layer.receiver import EventReceiver
 
 log = logging.getLogger(__name__)
@@ -129,15 +135,29 @@ class SagaApi:
         return await read_body(request, self._max_body, self._body_timeout)
 
     async def create_order(self, request: Request) -> Response:
-        customer_id, order_details = order_request(parse_object(await self._body(request)))
         try:
-            saga = await run_in_threadpool(self._orchestrator.start, customer_id, order_details)
+            key = parse_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+        except InvalidIdempotencyKey as invalid:
+            raise ApiError(400, str(invalid)) from None
+        body = parse_object(await self._body(request))
+        customer_id, order_details = order_request(body)
+        try:
+            if key is None:
+                saga_id = (await run_in_threadpool(self._orchestrator.start, customer_id, order_details)).id
+            else:
+                digest = request_digest(body)
+                saga_id = await run_in_threadpool(
+                    self._orchestrator.start_once, customer_id, order_details, key, digest
+                )
         except InvalidOrder as invalid:
             raise ApiError(400, str(invalid)) from None
+        except IdempotencyKeyReused as reused:
+            raise ApiError(422, str(reused)) from None
+        # A repeated key answers the first request's body again, and that said STARTED.
         return JSONResponse(
-            {"success": True, "saga_id": saga.id, "status": saga.status.value},
+            {"success": True, "saga_id": saga_id, "status": SagaStatus.STARTED.value},
             status_code=202,
-            headers={"Location": f"/api/sagas/{saga.id}"},
+            headers={"Location": f"/api/sagas/{saga_id}"},
         )
 
     async def get_saga(self, request: Request) -> Response:
@@ -305,7 +325,7 @@ async def _outcome_unknown(request: Request, exc: Exception) -> Response:
             "success": False,
             "saga_id": exc.saga_id,
             "error": "the database stopped answering after the write was sent; the saga may exist: "
-            "GET it before placing the order again",
+            "GET it, or repeat the request with the same Idempotency-Key",
         },
         status_code=504,
     )

@@ -17,7 +17,9 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "saga cannot be cancelled",
         413: "body too large",
         415: "not JSON",
-        503: "cannot accept now",
+        422: "the Idempotency-Key came with another body",
+        503: "nothing was written; try again",
+        504: "the write's outcome is unknown; the body names the saga id",
     }
     return {
         str(code): {"description": meaning[code], "content": {"application/json": {"schema": _ERROR}}} for code in codes
@@ -33,6 +35,15 @@ OPENAPI: dict[str, Any] = {
         "/api/orders": {
             "post": {
                 "summary": "Start a create-order saga",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "description": "1-200 visible ASCII characters, kept 24 hours: the same key and body "
+                        "answer the first 202 again; another body is a 422",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OrderRequest"}}},
@@ -42,7 +53,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "saga started",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Started"}}},
                     },
-                    **_errors(400, 413, 415, 503),
+                    **_errors(400, 413, 415, 422, 503, 504),
                 },
             }
         },

@@ -209,12 +209,45 @@ class Inbox(ABC):
         """
 
 
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """A client's `Idempotency-Key` of `POST /api/orders` and the saga its first request made."""
+
+    key: str
+    request_digest: str
+    """SHA-256 (hex) of the request body as a canonical JSON value."""
+    saga_id: str
+    created_at: datetime
+
+
+class IdempotencyKeys(ABC):
+    """Idempotency keys of order requests (docs/contract.md, "HTTP API"), written with their saga."""
+
+    @abstractmethod
+    def get(self, key: str, created_after: datetime) -> IdempotencyRecord | None:
+        """The record of `key` if it was created after `created_after` (not expired), else None."""
+
+    @abstractmethod
+    def add(self, record: IdempotencyRecord, replacing_before: datetime) -> None:
+        """Records a key in this unit of work, replacing an expired record of it (created
+        before `replacing_before`).
+
+        Raises ConcurrencyConflict, at commit at the latest, when a live record of the key
+        exists or another unit of work is writing one: read it again.
+        """
+
+    @abstractmethod
+    def purge(self, created_before: datetime, limit: int) -> int:
+        """Deletes up to `limit` records created before `created_before`; returns how many."""
+
+
 class UnitOfWork(ABC):
-    """One transaction over sagas, outbox and inbox; rolled back unless committed."""
+    """One transaction over sagas, outbox, inbox and idempotency keys; rolled back unless committed."""
 
     sagas: SagaRepository
     outbox: Outbox
     inbox: Inbox
+    idempotency_keys: IdempotencyKeys
 
     def __enter__(self) -> UnitOfWork:
         return self

@@ -21,6 +21,7 @@ from saga.ports.clock import Clock
 from saga.ports.persistence import (
     CommitOutcomeUnknown,
     ConcurrencyConflict,
+    IdempotencyRecord,
     PageCursor,
     PersistenceError,
     SagaPage,
@@ -34,6 +35,15 @@ from saga.service_layer.relay_queue import RelayQueue
 log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 5
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+"""How long an order's Idempotency-Key answers with its first saga (docs/contract.md, "HTTP API")."""
+
+
+class IdempotencyKeyReused(Exception):
+    """An Idempotency-Key came back with a request body other than its first one's (a 422)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used with another request body")
 
 
 class EventOutcome(StrEnum):
@@ -104,11 +114,40 @@ class SagaOrchestrator:
             self._policy,
         )
 
-    def _write_new_saga(self, saga: CreateOrderSaga, commands: list[Command]) -> None:
-        """Writes a new saga and its first command. After an ambiguous commit it finds out
-        what was written (docs/contract.md, "HTTP API": a 503 means nothing was written)."""
+    def start_once(self, customer_id: str, order_details: JsonObject, key: str, request_digest: str) -> str:
+        """Starts a saga once per idempotency key (docs/contract.md, "HTTP API", `Idempotency-Key`);
+        returns its id: the new saga's, or the one the key's first request made.
+
+        Raises InvalidOrder, IdempotencyKeyReused (the key came with another body),
+        StorageUnavailable (nothing was written) or CommitOutcomeUnknown.
+        """
+        saga, commands = self._new_saga(customer_id, order_details)
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                return self._write_new_saga(saga, commands, (key, request_digest)) or saga.id
+            except ConcurrencyConflict:
+                # Another request with this key committed first (or was committing): read it.
+                self._metrics.count("concurrency_conflicts")
+        raise ConcurrencyConflict(f"idempotency key {key!r} kept changing hands")
+
+    def _write_new_saga(
+        self, saga: CreateOrderSaga, commands: list[Command], key: tuple[str, str] | None = None
+    ) -> str | None:
+        """Writes a new saga and its first command (and its idempotency key, `(key, request
+        digest)`). After an ambiguous commit it finds out what was written (docs/contract.md,
+        "HTTP API": a 503 means nothing was written). Returns the saga id a repeated key
+        already stands for, None when it wrote `saga`."""
+        now = saga.created_at
         unanswered: CommitUnanswered | None = None
         with self._uow_factory() as uow:
+            if key is not None:
+                found = uow.idempotency_keys.get(key[0], now - IDEMPOTENCY_KEY_TTL)
+                if found is not None:
+                    if found.request_digest != key[1]:
+                        raise IdempotencyKeyReused(key[0])
+                    self._metrics.count("idempotent_replays")
+                    return found.saga_id
+                uow.idempotency_keys.add(IdempotencyRecord(key[0], key[1], saga.id, now), now - IDEMPOTENCY_KEY_TTL)
             uow.sagas.add(saga)
             uow.outbox.add(commands, self._hold_until(saga.updated_at))
             try:
@@ -121,6 +160,7 @@ class SagaOrchestrator:
         self._metrics.count("sagas_started")
         self._queued(commands)
         log.info("saga %s started for customer %s, %d cents", saga.id, saga.customer_id, saga.amount_cents)
+        return None
 
     def _find_out_written(self, saga_id: str, error: StorageUnavailable) -> None:
         """Returns when saga `saga_id` is in the database after an ambiguous commit.

@@ -8,11 +8,12 @@ because it no longer fits its saga's state.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from saga.ports.clock import Clock
 from saga.ports.persistence import UnitOfWorkFactory
 from saga.service_layer.metrics import Metrics
+from saga.service_layer.orchestrator import IDEMPOTENCY_KEY_TTL
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,19 @@ class Retention:
             inbox += removed_inbox
             if removed_outbox < self._batch_size and removed_inbox < self._batch_size:
                 break
+        self._prune_idempotency_keys(now)
         if outbox or inbox:
             self._metrics.count("outbox_purged", outbox)
             self._metrics.count("inbox_purged", inbox)
             log.info("retention: %d sent outbox entries and %d message ids deleted", outbox, inbox)
         return outbox, inbox
+
+    def _prune_idempotency_keys(self, now: datetime) -> None:
+        """Deletes idempotency keys past their 24 hours (docs/contract.md, "HTTP API")."""
+        removed = self._batch_size
+        while removed == self._batch_size:
+            with self._uow_factory() as uow:
+                removed = uow.idempotency_keys.purge(now - IDEMPOTENCY_KEY_TTL, self._batch_size)
+                uow.commit()
+            if removed:
+                self._metrics.count("idempotency_keys_purged", removed)

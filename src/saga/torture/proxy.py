@@ -44,11 +44,14 @@ class _Link:
 
 
 class CommitCuttingProxy:
-    """Listens on 127.0.0.1:`listen_port` and forwards to 127.0.0.1:`target_port`."""
+    """Listens on 127.0.0.1:`listen_port` and forwards to the target (a TCP port or a Unix socket)."""
 
-    def __init__(self, listen_port: int, target_port: int) -> None:
+    def __init__(self, listen_port: int, target: int | str) -> None:
+        """`target`: a TCP port on 127.0.0.1, or the path of PostgreSQL's Unix socket."""
         self.listen_port = listen_port
-        self.target_port = target_port
+        self.target = target
+        self.refusing = threading.Event()
+        """While set, new connections are closed at once (the database looks down)."""
         self._lock = threading.Lock()
         self._armed: list[bool] = []
         """One entry per cut to make: True cuts only a transaction that inserted a saga."""
@@ -94,9 +97,11 @@ class CommitCuttingProxy:
                 continue
             except OSError:
                 return
+            if self.refusing.is_set():
+                client.close()
+                continue
             try:
-                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
-                server.settimeout(None)
+                server = self._connect()
             except OSError:
                 client.close()  # the server is down: the client sees its connection refused
                 continue
@@ -105,6 +110,16 @@ class CommitCuttingProxy:
                 self._links.add(link)
             threading.Thread(target=self._upstream, args=(link,), name="proxy-up", daemon=True).start()
             threading.Thread(target=self._downstream, args=(link,), name="proxy-down", daemon=True).start()
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.target, str):
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.settimeout(2)
+            server.connect(self.target)
+        else:
+            server = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+        server.settimeout(None)
+        return server
 
     def _take_cut(self, link: _Link) -> bool:
         with self._lock:

@@ -147,3 +147,15 @@ inbox = Table(
     Column("processed_at", UtcDateTime(), nullable=False),
     Index("ix_inbox_processed_at", "processed_at"),
 )
+
+# A client's Idempotency-Key of POST /api/orders and the saga its first request made,
+# written in the saga's transaction (docs/contract.md, "HTTP API").
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("request_digest", String(64), nullable=False),
+    Column("saga_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)

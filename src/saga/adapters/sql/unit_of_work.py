@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from saga.adapters.sql.engine import READ_ONLY_OPTION
 from saga.adapters.sql.errors import translated_errors
+from saga.adapters.sql.idempotency import SqlAlchemyIdempotencyKeys
 from saga.adapters.sql.repositories import SqlAlchemyInbox, SqlAlchemyOutbox, SqlAlchemySagaRepository
 from saga.ports.persistence import UnitOfWork
 
@@ -27,6 +28,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.sagas = SqlAlchemySagaRepository(self._connection)
         self.outbox = SqlAlchemyOutbox(self._connection)
         self.inbox = SqlAlchemyInbox(self._connection)
+        self.idempotency_keys = SqlAlchemyIdempotencyKeys(self._connection)
 
     def _connection(self) -> Connection:
         if self._open is None:
