@@ -13,9 +13,11 @@ database, and faults at once (docs/contract.md, "Compensations", "No orphan reso
 Every saga must end terminal with nothing pending, `saga audit` must find no disagreement
 (only resources sagas name as left undone), and no saga may apply a step's success twice.
 
-`SAGA_TEST_MIXED_SAGAS` sets the number of sagas (300 by default) and `SAGA_TEST_MIXED_SEED` the seed,
-printed with the figures so a failure can be re-run; every saga's JSON is left in the test's
-folder as `sagas.json`, beside the processes' logs and the ledger.
+`SAGA_TEST_MIXED_SAGAS` sets the number of sagas (300 by default) and `SAGA_TEST_MIXED_SEED`
+the seed, printed with the figures so a failure can be re-run. The seed fixes each order
+and the simulator's draws; which command a draw falls on still depends on how the broker
+batches them, so a re-run repeats the mix, not every interleaving. Every saga's JSON is
+left in the test's folder as `sagas.json`, beside the processes' logs and the ledger.
 """
 
 from __future__ import annotations
