@@ -220,9 +220,21 @@ def test_missing_quantity() -> None:
     assert rejected(order) == "order_details.foodItems[1].quantity is required"
 
 
-@pytest.mark.parametrize("quantity", [1.5, 2.0, "2", True, False, None, [1]])
+@pytest.mark.parametrize("quantity", [2.0, 2])
+def test_a_quantity_is_a_number_whose_value_is_whole_as_json_schema_reads_integer(quantity: Any) -> None:
+    assert order_total_cents(items(("1.25", quantity))) == 250
+    assert order_total_cents(decode_json('{"foodItems": [{"price": 1, "quantity": 2E0}]}')) == 200
+
+
+@pytest.mark.parametrize("quantity", [1.5, "2", True, False, None, [1]])
 def test_non_integer_quantity(quantity: Any) -> None:
     assert rejected(items((1, quantity))) == "order_details.foodItems[0].quantity must be an integer"
+
+
+def test_a_quantity_that_is_whole_only_as_a_binary_float_is_not_an_integer() -> None:
+    order = decode_json('{"foodItems": [{"price": 1, "quantity": 1.0000000000000001}]}')
+
+    assert rejected(order) == "order_details.foodItems[0].quantity must be an integer"
 
 
 @pytest.mark.parametrize("quantity", [0, -1, -1000])

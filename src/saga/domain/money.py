@@ -63,6 +63,18 @@ def _amount(value: object, what: str, ceiling: Decimal) -> Decimal:
     return amount
 
 
+def _whole(value: object) -> int | None:
+    """An integer, or a number whose value is one (`2.0`, `1e2`: JSON Schema's integer)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        exact = Decimal(str(value))
+        return int(exact) if exact == exact.to_integral_value() else None
+    return None
+
+
 def order_total_cents(order_details: Mapping[str, object], limits: OrderLimits = OrderLimits()) -> int:
     """Sum of price x quantity over `foodItems`, plus an optional `deliveryFee`, in cents.
 
@@ -84,8 +96,8 @@ def order_total_cents(order_details: Mapping[str, object], limits: OrderLimits =
         price = _amount(item["price"], f"{where}.price", limits.max_price)
         if "quantity" not in item:
             raise InvalidOrder(f"{where}.quantity is required")
-        quantity = item["quantity"]
-        if isinstance(quantity, bool) or not isinstance(quantity, int):
+        quantity = _whole(item["quantity"])
+        if quantity is None:
             raise InvalidOrder(f"{where}.quantity must be an integer")
         if not 1 <= quantity <= limits.max_quantity:
             raise InvalidOrder(f"{where}.quantity must be between 1 and {limits.max_quantity}")

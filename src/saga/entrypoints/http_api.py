@@ -35,7 +35,7 @@ from saga.entrypoints.idempotency import (
     parse_idempotency_key,
     request_digest,
 )
-from saga.entrypoints.openapi import OPENAPI
+from saga.entrypoints.openapi import openapi_document
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
 from saga.ports.persistence import CommitOutcomeUnknown, PersistenceError
 from saga.service_layer.orchestrator import EventOutcome, IdempotencyKeyReused, SagaOrchestrator
@@ -130,6 +130,7 @@ class SagaApi:
         self._events_token = settings.http.events_token
         self._admin_token = settings.http.admin_token
         self._body_timeout = settings.body_read_timeout_seconds
+        self._openapi = openapi_document(settings.max_body_bytes, settings.limits)
 
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self._max_body, self._body_timeout)
@@ -290,7 +291,7 @@ class SagaApi:
         )
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(OPENAPI)
+        return JSONResponse(self._openapi)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
