@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from saga.adapters.clock import ManualClock
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
+from saga.adapters.timer_api_publisher import TimerApiPublisher
 from saga.domain.messages import Command
 from saga.domain.policy import SagaPolicy
 from saga.ports.messaging import CommandPublisher, Delivered, SendResult, Undelivered
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay import OutboxRelay
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
 class BusyThenFine(CommandPublisher):
@@ -64,3 +71,38 @@ def test_a_zero_retry_after_leaves_the_relays_own_backoff() -> None:
 
     assert relay.send_due() == 1
     assert len(publisher.sends) == 2
+
+
+class BusyTimerApi(ThreadingHTTPServer):
+    """The platform's timer API answering 429 with a Retry-After."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), BusyHandler)
+
+
+class BusyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(429)
+        self.send_header("Retry-After", "12")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_timer_api_passes_its_retry_after_to_the_relay() -> None:
+    server = BusyTimerApi()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    publisher = TimerApiPublisher(f"http://127.0.0.1:{server.server_address[1]}")
+    command = Command("start_order_timer", str(uuid.uuid4()), {"order_id": "o-1", "customer_id": "c"}, "m-1", NOW)
+    try:
+        [result] = publisher.publish([command])
+    finally:
+        publisher.close()
+        server.shutdown()
+    assert isinstance(result, Undelivered) and result.retry_after == timedelta(seconds=12)

@@ -21,7 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from saga.adapters.http_publisher import excerpt
+from saga.adapters.http_publisher import excerpt, retry_after
 from saga.domain.messages import Command, Event
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
 
@@ -90,6 +90,7 @@ class TimerApiPublisher(CommandPublisher):
                 stream=True,
             ) as response:
                 status = response.status_code
+                wait = retry_after(response.headers.get("Retry-After"))
                 body = b"" if 200 <= status < 300 else _read_some(response)
         except (requests.RequestException, Urllib3Error, OSError) as error:
             return Undelivered(f"timer API at {self._url} unreachable: {type(error).__name__}: {excerpt(str(error))}")
@@ -97,7 +98,7 @@ class TimerApiPublisher(CommandPublisher):
             return Delivered(reply=Event(TIMER_STARTED, command.saga_id, {"status": status}, self._clock(), None))
         text = excerpt(body.decode("utf-8", errors="replace"))
         if status in TRANSIENT_STATUSES or status >= 500:
-            return Undelivered(f"timer API answered {status}: {text}")
+            return Undelivered(f"timer API answered {status}: {text}", retry_after=wait)
         return Rejected(f"timer API answered {status}: {text}")
 
 
