@@ -94,3 +94,12 @@ def test_an_unreadable_ledger_exits_two_saying_why(database: tuple[str, dict[str
     assert result.returncode == 2 and "header must name" in result.stderr
     missing = saga_cli("audit", str(tmp_path / "none.jsonl"), database_url=url)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_a_database_that_does_not_answer_exits_two_saying_so(tmp_path: Path) -> None:
+    from tests.support.servers import free_port
+
+    ledger = tmp_path / "export.csv"
+    ledger.write_text(HEADER + "s1,order,o1,CREATED,o1\n")
+    result = saga_cli("audit", str(ledger), database_url=f"postgresql://saga@127.0.0.1:{free_port()}/none")
+    assert result.returncode == 2 and "database unavailable" in result.stderr
