@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, help="where data and logs go (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs after the run")
     parser.add_argument("--report", type=Path, help="also write the report as JSON to this file")
+    parser.add_argument(
+        "--profile",
+        choices=("default", "platform"),
+        default="default",
+        help="participants: ours, misbehaving in-process (default), or `saga simulate --profile platform` and `saga audit`",
+    )
     parser.add_argument("--schedule-only", action="store_true", help="print the fault schedule and exit")
 
 
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         drain_seconds=args.drain_seconds,
         workdir=args.workdir,
         keep_workdir=args.keep,
+        profile=args.profile,
     )
     if args.schedule_only:
         from saga.torture.schedule import fault_schedule

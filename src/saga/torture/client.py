@@ -7,6 +7,7 @@ so a saga written by a request that was answered 503 can be found afterwards.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -45,7 +46,13 @@ class ClientRecord:
         self.answers[f"{route} {outcome}"] += 1
 
 
-def order_body(index: int, attempt: int) -> dict[str, object]:
+def uses_idempotency_key(seed: int, index: int) -> bool:
+    """Half the orders carry an Idempotency-Key, the same on every attempt."""
+    return random.Random(f"{seed}:key:{index}").random() < 0.5
+
+
+def order_body(index: int, attempt: int | str) -> dict[str, object]:
+    """The order's body; `attempt` is in its customer_id (`k` for every attempt under one key)."""
     quantity = 1 + index % 3
     return {
         "customer_id": f"torture-{index}-{attempt}",
@@ -97,10 +104,12 @@ class LoadClient:
             if base is None:
                 stop.wait(0.5)
                 continue
-            body = order_body(index, attempt)
+            keyed = uses_idempotency_key(self._seed, index)
+            body = order_body(index, "k" if keyed else attempt)
+            headers = {"Idempotency-Key": f"torture-{self._seed}-{index}"} if keyed else {}
             customer_id = str(body["customer_id"])
             try:
-                response = requests.post(f"{base}/api/orders", json=body, timeout=REQUEST_TIMEOUT)
+                response = requests.post(f"{base}/api/orders", json=body, headers=headers, timeout=REQUEST_TIMEOUT)
             except requests.RequestException as error:
                 self._count_answer("POST /api/orders", "connection error")
                 log.info("order %d attempt %d: %s", index, attempt, type(error).__name__)
@@ -112,13 +121,16 @@ class LoadClient:
                 break
             if response.status_code == 503:
                 with self._lock:
-                    self.record.answered_503.append(customer_id)
+                    if not keyed:  # under a key a retry answers the first saga: nothing to tell apart
+                        self.record.answered_503.append(customer_id)
                 stop.wait(float(response.headers.get("Retry-After", "1")))
                 continue
             if response.status_code == 504:
                 named = str(response.json().get("saga_id"))
                 with self._lock:
                     self.record.answered_504[customer_id] = named
+                if keyed:
+                    continue  # the contract: repeat it with the same key, which finds the saga if it exists
                 # The contract: the saga may exist; GET it before trying again.
                 if self._exists(named, stop):
                     saga_id = named

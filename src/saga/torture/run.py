@@ -27,7 +27,7 @@ from kafka.errors import KafkaError
 from saga.adapters.kafka_publisher import await_acknowledgement, create_producer, ensure_topics
 from saga.adapters.kafka_settings import DEFAULT_TOPICS, KafkaSettings
 from saga.torture import invariants
-from saga.torture.client import LoadClient
+from saga.torture.client import LoadClient, uses_idempotency_key
 from saga.torture.participants import Chaos, TortureParticipants
 from saga.torture.proxy import CommitCuttingProxy
 from saga.torture.schedule import Fault, FaultKind, ScheduleSizes, fault_schedule
@@ -66,6 +66,10 @@ class TortureOptions:
     drain_seconds: float = 120.0
     workdir: Path | None = None
     keep_workdir: bool = False
+    profile: str = "default"
+    """default: our own participants, misbehaving in-process; platform: `saga simulate --profile
+    platform` (the platform's real services as they behave) with the timer over its API, and
+    `saga audit` over its ledger as one more invariant."""
 
     def sizes(self) -> ScheduleSizes:
         return ScheduleSizes(
@@ -100,6 +104,7 @@ class TortureRun:
         self._stop = threading.Event()
         self.processes: list[SagaProcess] = []
         self._revive_lock = threading.Lock()
+        self.timer_port = free_port()
 
     # ------------------------------------------------------------ setup
 
@@ -127,7 +132,13 @@ class TortureRun:
         )
 
     def orchestrator_env(self, database_url: str, bootstrap: str) -> dict[str, str]:
+        platform = (
+            {"SAGA_TRANSPORT_TIMER": "timer-api", "SCHEDULER_SERVICE_URL": f"http://127.0.0.1:{self.timer_port}"}
+            if self.options.profile == "platform"
+            else {}
+        )
         return {
+            **platform,
             "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "SAGA_TRANSPORT": "kafka",
@@ -155,7 +166,9 @@ class TortureRun:
             self.workdir = workdir
             self._stack.callback(self._stop.set)
             print(f"saga torture: seed {self.options.seed}, work in {workdir}", flush=True)
-            postgres = Postgres(workdir / "postgres", free_port())
+            postgres_root = Path(tempfile.mkdtemp(prefix="saga-torture-pg-"))
+            self._stack.callback(shutil.rmtree, postgres_root, True)
+            postgres = Postgres(postgres_root, free_port(), workdir / "postgres.log")
             postgres.init()
             self._stack.callback(postgres.stop)
             for attempt in range(3):
@@ -184,12 +197,22 @@ class TortureRun:
             if not ensure_topics(settings):
                 raise RuntimeError("the broker did not answer to create the topics")
 
-            participants = TortureParticipants(
-                settings, f"{self.tag}.participants", self.options.seed, Chaos(deadline_seconds=STEP_DEADLINE_SECONDS)
-            )
-            participant_thread = threading.Thread(target=participants.run, args=(self._stop,), daemon=True)
-            participant_thread.start()
-            self._stack.callback(participant_thread.join, 15)
+            participants: TortureParticipants | None = None
+            simulator: SagaProcess | None = None
+            if self.options.profile == "platform":
+                simulator = self._platform_simulator(env, workdir)
+                simulator.start()
+                self._stack.callback(simulator.stop)
+            else:
+                participants = TortureParticipants(
+                    settings,
+                    f"{self.tag}.participants",
+                    self.options.seed,
+                    Chaos(deadline_seconds=STEP_DEADLINE_SECONDS),
+                )
+                participant_thread = threading.Thread(target=participants.run, args=(self._stop,), daemon=True)
+                participant_thread.start()
+                self._stack.callback(participant_thread.join, 15)
 
             for index in range(self.options.api_processes):
                 url = proxied_url if index == 0 else direct_url
@@ -218,8 +241,10 @@ class TortureRun:
             for process in self.processes:
                 if not process.wait_ready():
                     raise RuntimeError(f"{process.name} did not start:\n{log_tail(process.log_path)}")
-            if not participants.ready.wait(30):
+            if participants is not None and not participants.ready.wait(30):
                 raise RuntimeError("the simulated participants were not assigned their partitions")
+            if simulator is not None and not wait_for_text(simulator.log_path, "simulator ready", 60):
+                raise RuntimeError(f"the platform simulator did not start:\n{log_tail(simulator.log_path)}")
             self._wait_ready()
             setup_seconds = time.monotonic() - started
 
@@ -244,17 +269,25 @@ class TortureRun:
             drained, drain_seconds = self._drain()
             sagas = self._all_sagas()
             withdrawn = self._withdrawn(postgres)
+            received = participants.received if participants is not None else read_received(workdir / "received.log")
+            over_http = ("start_order_timer",) if simulator is not None else ()
             dead_letters = self._dead_letters(settings)
             record = client.record
             checks = [
                 invariants.every_saga_terminal(sagas),
-                invariants.no_command_lost(sagas, participants.received, withdrawn),
+                invariants.no_command_lost(sagas, received, withdrawn, over_http),
                 invariants.no_success_applied_twice(sagas),
                 invariants.compensations_as_the_table_says(sagas),
                 invariants.every_poison_dead_lettered(self.tally.poison_markers, dead_letters),
                 invariants.no_500(record.answered_500),
                 invariants.no_503_that_wrote(sagas, record.answered_503),
+                invariants.one_saga_per_idempotency_key(
+                    sagas,
+                    [index for index in record.saga_ids if uses_idempotency_key(self.options.seed, index)],
+                ),
             ]
+            if simulator is not None:
+                checks.append(self._audit(env, workdir / "ledger.jsonl"))
             by_status: dict[str, int] = {}
             for saga in sagas:
                 by_status[saga["status"]] = by_status.get(saga["status"], 0) + 1
@@ -278,7 +311,8 @@ class TortureRun:
                 "ambiguous_commits_cut": proxy.cuts,
                 "ambiguous_commits_of_a_saga_insert": proxy.saga_insert_cuts,
                 "cancels": record.cancels,
-                "replies": dict(participants.counts),
+                "profile": self.options.profile,
+                "replies": dict(participants.counts) if participants is not None else {},
                 "answers": dict(sorted(record.answers.items())),
                 "answered_504": len(record.answered_504),
                 "unexpected_answers": record.unexpected[:10],
@@ -457,6 +491,46 @@ class TortureRun:
             time.sleep(1)
         raise RuntimeError(f"the sagas could not be listed: {problem}")
 
+    def _platform_simulator(self, env: dict[str, str], workdir: Path) -> SagaProcess:
+        """`saga simulate --profile platform` over Kafka, its timer API on `timer_port`, misbehaving by its knobs."""
+        seed = str(self.options.seed)
+        knobs = ["--seed", seed, "--slow-ms", str(int(STEP_DEADLINE_SECONDS * 1400))]
+        for service in ("order", "user", "payment"):
+            knobs += ["--slow", service, "--twice", service]
+        knobs += ["--slow-rate", "0.05", "--twice-rate", "0.05"]
+        knobs += ["--fail", "update_order_status", "--fail", "timer", "--fail-rate", "0.04"]
+        args = [
+            "simulate",
+            "--transport",
+            "kafka",
+            "--profile",
+            "platform",
+            "--group-id",
+            f"{self.tag}.participants",
+            "--ledger",
+            str(workdir / "ledger.jsonl"),
+            "--received-log",
+            str(workdir / "received.log"),
+            *knobs,
+        ]
+        return SagaProcess("participants", args, env, workdir / "simulator.log", self.timer_port)
+
+    def _audit(self, env: dict[str, str], ledger: Path) -> invariants.Check:
+        """`saga audit` over the database and the simulator's ledger, until clean or a minute passed."""
+        deadline = time.monotonic() + 60
+        while True:
+            audited = run_saga_command(["audit", str(ledger)], env)
+            if audited.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        lines = [line for line in audited.stdout.splitlines() if line.strip()]
+        return invariants.Check(
+            "saga audit clean",
+            audited.returncode == 0,
+            lines[-1] if lines else f"exit {audited.returncode}",
+            lines[:5] if audited.returncode else [],
+        )
+
     def _withdrawn(self, postgres: Postgres) -> set[str]:
         """Message ids of outbox entries withdrawn unsent (the saga moved on before they left)."""
         rows = postgres.execute("saga", "SELECT message_id FROM outbox WHERE last_error LIKE 'superseded%'")
@@ -485,6 +559,25 @@ class TortureRun:
             return values
         finally:
             consumer.close()
+
+
+def wait_for_text(path: Path, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def read_received(path: Path) -> dict[str, int]:
+    """The simulator's `--received-log`: one `message_id type saga_id` line per command it got."""
+    received: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            message_id = line.split(" ", 1)[0]
+            received[message_id] = received.get(message_id, 0) + 1
+    return received
 
 
 def poison_record(variety: str, marker: str) -> bytes:
@@ -545,7 +638,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"{faults.get('broker_pauses', 0)} broker pauses ({report['broker_paused_seconds']} s), "
         f"{report['ambiguous_commits_cut']} ambiguous commits cut ({report['ambiguous_commits_of_a_saga_insert']} "
         f"of a saga insert), {faults.get('poison_records', 0)} poison records, {report['cancels']} cancels",
-        f"replies: {replies.get('replies', 0):,} sent, {replies.get('duplicated', 0)} duplicated, "
+        "participants: saga simulate --profile platform (replies unkeyed; 5% slow past the deadline, 5% processed "
+        "twice, 4% failing at update_order_status or the timer)"
+        if report.get("profile") == "platform"
+        else f"replies: {replies.get('replies', 0):,} sent, {replies.get('duplicated', 0)} duplicated, "
         f"{replies.get('delayed', 0)} delayed, {replies.get('late', 0)} past a deadline, "
         f"{replies.get('unkeyed', 0)} unkeyed, {replies.get('reordered_batches', 0)} batches reordered, "
         f"{replies.get('failures', 0)} failures, {replies.get('silent', 0)} commands left unanswered",

@@ -101,13 +101,17 @@ def _stop_popen(process: subprocess.Popen[bytes], sig: int, timeout: float) -> N
 
 
 class Postgres:
-    """A PostgreSQL server on 127.0.0.1:`port`, data in `root/data`, log in `root/postgres.log`."""
+    """A PostgreSQL server on 127.0.0.1:`port`, data in `root/data`, log in `log_path`.
 
-    def __init__(self, root: Path, port: int) -> None:
+    `root` must stay traversable by the server's user: a folder of its own under the
+    system's temporary folder, not one under pytest's (pytest makes its root 0700).
+    """
+
+    def __init__(self, root: Path, port: int, log_path: Path | None = None) -> None:
         self.root = root
         self.port = port
         self.datadir = root / "data"
-        self.log_path = root / "postgres.log"
+        self.log_path = log_path or root / "postgres.log"
         self._process: subprocess.Popen[bytes] | None = None
         runtime = root / "runtime"
         runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
