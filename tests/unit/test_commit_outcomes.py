@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -12,7 +13,9 @@ from starlette.testclient import TestClient
 
 from saga.adapters.clock import ManualClock
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
+from saga.domain.messages import Event
 from saga.domain.policy import SagaPolicy
+from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.entrypoints.config import Settings
 from saga.entrypoints.container import Container
 from saga.entrypoints.http_api import create_app
@@ -245,3 +248,60 @@ def test_a_cancel_whose_transaction_was_lost_is_a_503(
     assert client.post(f"/api/sagas/{saga_id}/cancel").status_code == 503
     saga = orchestrator.get(saga_id)
     assert saga is not None and not saga.cancel_requested
+
+
+def compensation_failed_saga(orchestrator: SagaOrchestrator, clock: ManualClock) -> str:
+    """A saga whose cancel_order was given up (its order service never answered), stored as is."""
+    policy = SagaPolicy()
+    saga, _ = CreateOrderSaga.start(str(uuid.uuid4()), "cust_1", BURGER, 1299, "USD", clock.now(), policy)
+    saga.handle(Event("order.created", saga.id, {"order_id": "order-1"}, clock.now()), clock.now(), policy)
+    saga.cancel("changed my mind", clock.now(), policy)
+    while saga.due_at is not None:
+        saga.on_deadline(saga.due_at, policy)
+    assert saga.status is SagaStatus.COMPENSATION_FAILED
+    with orchestrator._uow_factory() as uow:  # the fixture's store, written directly
+        uow.sagas.add(saga)
+        uow.commit()
+    return saga.id
+
+
+def test_a_retry_whose_commit_lost_its_answer_but_was_written_is_answered_202(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults, clock: ManualClock
+) -> None:
+    client, orchestrator = api
+    saga_id = compensation_failed_saga(orchestrator, clock)
+    faults.commits = ["written"]
+
+    response = client.post(f"/api/sagas/{saga_id}/retry")
+
+    assert response.status_code == 202
+    stored = orchestrator.get(saga_id)
+    assert stored is not None and stored.status.value == "COMPENSATING"
+
+
+def test_a_retry_whose_transaction_was_lost_is_a_503_and_changes_nothing(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults, clock: ManualClock
+) -> None:
+    client, orchestrator = api
+    saga_id = compensation_failed_saga(orchestrator, clock)
+    faults.commits = ["lost"]
+
+    response = client.post(f"/api/sagas/{saga_id}/retry")
+
+    assert response.status_code == 503
+    stored = orchestrator.get(saga_id)
+    assert stored is not None and stored.status.value == "COMPENSATION_FAILED"
+
+
+def test_a_retry_whose_outcome_cannot_be_learned_is_a_504(
+    api: tuple[TestClient, SagaOrchestrator], faults: CommitFaults, clock: ManualClock
+) -> None:
+    client, orchestrator = api
+    saga_id = compensation_failed_saga(orchestrator, clock)
+    faults.commits = ["written"]
+    faults.reads_fail = True
+
+    response = client.post(f"/api/sagas/{saga_id}/retry")
+
+    assert response.status_code == 504
+    assert response.json()["saga_id"] == saga_id

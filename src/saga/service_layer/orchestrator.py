@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from saga.domain.messages import Command, Event, JsonObject
 from saga.domain.money import InvalidOrder, OrderLimits, check_order
 from saga.domain.policy import SagaPolicy
-from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.domain.saga import CreateOrderSaga, HistoryKind, SagaStatus
 from saga.ports.clock import Clock
 from saga.ports.persistence import (
     CommitOutcomeUnknown,
@@ -276,7 +277,7 @@ class SagaOrchestrator:
             except CommitUnanswered as error:
                 # The commit may have been written although its answer was lost: if the saga
                 # is cancelling, this request (or an earlier one) did it, and saying 503 would lie.
-                saga = self._cancel_requested_after_all(saga_id, error)
+                saga = self._written_after_all(saga_id, error, lambda stored: stored.cancel_requested)
                 commands = []
             self._queued(commands)
             return saga
@@ -299,21 +300,32 @@ class SagaOrchestrator:
             except ConcurrencyConflict:
                 self._metrics.count("concurrency_conflicts")
                 continue
+            except CommitUnanswered as error:
+                # Written after all when the saga's history holds this very retry.
+                saga = self._written_after_all(
+                    saga_id,
+                    error,
+                    lambda stored: any(e.kind is HistoryKind.OPERATOR and e.at == now for e in stored.history),
+                )
+                commands = []
             self._metrics.count("operator_retries")
             self._queued(commands)
             log.info("saga %s: retry asked by %s; %d command(s) sent again", saga.id, operator, len(commands))
             return saga
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while retrying")
 
-    def _cancel_requested_after_all(self, saga_id: str, error: StorageUnavailable) -> CreateOrderSaga:
-        """The saga, when a cancel was written; raises `error` when it was not, CommitOutcomeUnknown when unknowable."""
+    def _written_after_all(
+        self, saga_id: str, error: StorageUnavailable, written: Callable[[CreateOrderSaga], bool]
+    ) -> CreateOrderSaga:
+        """After a commit whose answer was lost: the saga, when reading it back shows the work
+        `written`; raises `error` when it was not, CommitOutcomeUnknown when that cannot be learned."""
         for pause in self.OUTCOME_PROBE_PAUSES:
             time.sleep(pause)
             try:
                 saga = self.get(saga_id)
             except PersistenceError:
                 continue
-            if saga is not None and saga.cancel_requested:
+            if saga is not None and written(saga):
                 return saga
             raise error
         raise CommitOutcomeUnknown(saga_id, str(error)) from error
