@@ -305,7 +305,7 @@ class SagaOrchestrator:
                 saga = self._written_after_all(
                     saga_id,
                     error,
-                    lambda stored: any(e.kind is HistoryKind.OPERATOR and e.at == now for e in stored.history),
+                    lambda stored, at=now: any(e.kind is HistoryKind.OPERATOR and e.at == at for e in stored.history),
                 )
                 commands = []
             self._metrics.count("operator_retries")
