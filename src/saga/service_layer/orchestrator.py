@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 
 from saga.domain.messages import Command, Event, JsonObject
 from saga.domain.money import InvalidOrder, OrderLimits, check_order
@@ -54,6 +55,10 @@ class EventOutcome(StrEnum):
     DUPLICATE = "duplicate"
     """Its message_id was processed before."""
     UNKNOWN_SAGA = "unknown_saga"
+
+
+def _holds_retry_at(saga: CreateOrderSaga, at: datetime) -> bool:
+    return any(entry.kind is HistoryKind.OPERATOR and entry.at == at for entry in saga.history)
 
 
 class CommitUnanswered(StorageUnavailable):
@@ -302,11 +307,7 @@ class SagaOrchestrator:
                 continue
             except CommitUnanswered as error:
                 # Written after all when the saga's history holds this very retry.
-                saga = self._written_after_all(
-                    saga_id,
-                    error,
-                    lambda stored, at=now: any(e.kind is HistoryKind.OPERATOR and e.at == at for e in stored.history),
-                )
+                saga = self._written_after_all(saga_id, error, partial(_holds_retry_at, at=now))
                 commands = []
             self._metrics.count("operator_retries")
             self._queued(commands)
