@@ -362,6 +362,12 @@ def openapi_document(max_body_bytes: int = 64 * 1024, limits: OrderLimits = Orde
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"enum": [s.value for s in SagaStatus]}},
                         {
+                            "name": "cleanup",
+                            "in": "query",
+                            "description": "only sagas that ended with a clean-up left unconfirmed",
+                            "schema": {"enum": ["unconfirmed"]},
+                        },
+                        {
                             "name": "limit",
                             "in": "query",
                             "schema": {
