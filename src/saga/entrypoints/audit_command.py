@@ -51,7 +51,7 @@ def run_audit(settings: Settings, args: argparse.Namespace) -> int:
         print(f"saga audit: database unavailable: {error}", file=sys.stderr)
         return UNREADABLE
     finally:
-        container.engine().dispose()
+        container.shutdown_resources()  # disposes the engine
     if args.json:
         body = {
             "consistent": report.consistent,

@@ -8,20 +8,40 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
+from saga.adapters.simulated_participants import SIMULATABLE_ACTIONS
 from saga.entrypoints.audit_command import add_audit_parser, run_audit
 from saga.entrypoints.config import ConfigError, Settings
 from saga.entrypoints.logs import configure_logging
 from saga.entrypoints.simulate_platform import add_platform_options
 
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 5
+"""How long requests in progress may finish after SIGINT or SIGTERM."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line told in one line (and `--help` for the rest)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 65535, got {text!r}")
+    return int(text)
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="saga", description="Create-order saga orchestrator")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="saga", description="Create-order saga orchestrator")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="HTTP API plus event processing in one process")
     serve.add_argument("--host", help="interface to bind (default: SAGA_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default: PORT or 3101)")
+    serve.add_argument("--port", type=_port, help="port (default: PORT or 3101)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
     serve.add_argument(
         "--no-worker",
@@ -31,11 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="event processing, outbox relay and deadline sweeps, without the API")
     worker.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
-    worker.add_argument("--port", type=int, help="also answer /healthz, /readyz and /metrics on this port")
+    worker.add_argument("--port", type=_port, help="also answer /healthz, /readyz and /metrics on this port")
     worker.add_argument("--host", help="interface for --port (default: SAGA_HOST or 127.0.0.1)")
 
     db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     db_commands.add_parser("upgrade", help="apply all migrations")
     db_commands.add_parser("current", help="print the schema revision")
 
@@ -44,10 +64,17 @@ def _parser() -> argparse.ArgumentParser:
         "--transport", choices=("http", "kafka"), default="http", help="how commands arrive (default: http)"
     )
     simulate.add_argument("--host", default="127.0.0.1", help="interface to bind, http only (default: 127.0.0.1)")
-    simulate.add_argument("--port", type=int, default=3102, help="port, http only (default: 3102)")
-    simulate.add_argument("--fail-step", metavar="STEP", help="answer this step or compensation with its failure event")
-    simulate.add_argument("--reject-step", metavar="STEP", help="refuse this step or compensation with 422, http only")
-    simulate.add_argument("--silent-step", metavar="STEP", help="accept this step or compensation and never answer")
+    simulate.add_argument("--port", type=_port, default=3102, help="port, http only (default: 3102)")
+    steps = ", ".join(SIMULATABLE_ACTIONS)
+    simulate.add_argument(
+        "--fail-step", metavar="STEP", help=f"answer this step or compensation with its failure event: {steps}"
+    )
+    simulate.add_argument(
+        "--reject-step", metavar="STEP", help=f"refuse this step or compensation with 422, http only: {steps}"
+    )
+    simulate.add_argument(
+        "--silent-step", metavar="STEP", help=f"accept this step or compensation and never answer: {steps}"
+    )
     simulate.add_argument("--delay-ms", type=int, default=0, help="wait this long before each answer")
     simulate.add_argument(
         "--async",
@@ -87,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     # kafka-python narrates every connection and rebalance at INFO.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     try:
         if args.command == "serve":
             return _serve(settings, args)
@@ -106,62 +134,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _migrate(settings: Settings) -> None:
-    if settings.uses_sql:
-        from saga.adapters.sql.migrations import upgrade
-
-        upgrade(settings.database_url)
-
-
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from saga.entrypoints.container import build_container
+    from saga.entrypoints.container import build_container, running
     from saga.entrypoints.http_api import create_app
 
-    if not args.no_migrate:
-        _migrate(settings)
-    container = build_container(settings)
-    app = create_app(container, run_worker=not args.no_worker)
-    uvicorn.run(
-        app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    container = build_container(settings, migrate=not args.no_migrate, relay_only=args.no_worker)
+    stop = _stop_on_signals()
+    with running(container):
+        if not stop.is_set():
+            _serve_http(create_app(container), args.host or settings.host, args.port or settings.port, settings)
     return 0
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from saga.entrypoints.container import build_container
+    from saga.entrypoints.container import build_container, running
 
     if settings.transport == "memory":
         raise ConfigError("`saga worker` needs a shared transport (SAGA_TRANSPORT=kafka or http)")
-    if not args.no_migrate:
-        _migrate(settings)
-    container = build_container(settings)
-    if args.port:
-        import uvicorn
+    container = build_container(settings, migrate=not args.no_migrate)
+    stop = _stop_on_signals()
+    with running(container):
+        log.info("worker running (transport %s)", settings.transport)
+        if args.port and not stop.is_set():
+            from saga.entrypoints.http_api import create_app
 
-        from saga.entrypoints.http_api import create_app
+            app = create_app(container, operations_only=True)
+            _serve_http(app, args.host or settings.host, args.port, settings)
+        else:
+            stop.wait()
+    return 0
 
-        # uvicorn owns the signals and the lifespan starts and stops the worker.
-        app = create_app(container, run_worker=True, operations_only=True)
-        uvicorn.run(
-            app, host=args.host or settings.host, port=args.port, log_level=settings.log_level.lower(), access_log=False
-        )
-        return 0
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM: either ends the process cleanly, exit code 0.
+
+    uvicorn puts its own handlers in place while it serves and, once it has shut down,
+    restores these and raises the signal again, which lands here instead of killing the
+    process before the container's resources are stopped.
+    """
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    worker = container.worker()
-    worker.start()
-    logging.getLogger(__name__).info("worker running (transport %s)", settings.transport)
-    stop.wait()
-    worker.stop()
-    container.publisher().close()
-    return 0
+    return stop
+
+
+def _serve_http(app: object, host: str, port: int, settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -200,14 +227,15 @@ def _db(settings: Settings, command: str) -> int:
     if not settings.uses_sql:
         raise ConfigError("DATABASE_URL names no SQL database")
     from saga.adapters.sql.migrations import current_revision, upgrade
-    from saga.ports.persistence import StorageUnavailable
+    from saga.ports.persistence import PersistenceError
 
     try:
         if command == "upgrade":
             upgrade(settings.database_url)
         print(current_revision(settings.database_url))
-    except StorageUnavailable as error:
-        print(f"saga: database unavailable: {error}", file=sys.stderr)
+    except PersistenceError as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"saga: DATABASE_URL: database unavailable: {detail}", file=sys.stderr)
         return 1
     return 0
 

@@ -247,6 +247,13 @@ class Environment(BaseSettings):
     saga_retention_interval_seconds: float = setting(
         300.0, "how often the worker deletes what is past retention", ge=0.001, le=DAY
     )
+    saga_retry_max_seconds: float = setting(
+        5.0,
+        "the longest pause between attempts of a background loop, or of the migration at start, "
+        "while the database cannot be reached",
+        ge=0.01,
+        le=300,
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -432,6 +439,7 @@ class Settings:
     log_level: str = "INFO"
     routes: Mapping[Participant, str] = field(default_factory=dict)
     """Each participant's transport (kafka, http, timer-api) where it differs from `transport`."""
+    retry_max_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -475,6 +483,7 @@ class Settings:
             inbox_retention_hours=env.saga_inbox_retention_hours,
             retention_interval_seconds=env.saga_retention_interval_seconds,
             log_level=env.saga_log_level,
+            retry_max_seconds=env.saga_retry_max_seconds,
         )
 
     @property

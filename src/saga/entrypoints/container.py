@@ -1,9 +1,12 @@
-"""The one place that decides which adapter stands behind each port, from the settings."""
+"""The one place that decides which adapter stands behind each port, from the settings,
+and that starts and stops what a process runs (`running`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from dependency_injector import containers, providers
-from sqlalchemy import Engine, event
 
 from saga.adapters.clock import SystemClock
 from saga.adapters.envelope import decode_event
@@ -14,12 +17,13 @@ from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
 from saga.adapters.memory_transport import CommandHandler, InMemoryTransport
 from saga.adapters.routing_publisher import RoutingPublisher
 from saga.adapters.simulated_participants import SimulatedParticipants
-from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.sql import SqlAlchemyUnitOfWork
 from saga.adapters.timer_api_publisher import TimerApiPublisher
 from saga.domain.messages import Participant
 from saga.entrypoints.config import Settings
 from saga.entrypoints.consumers import EventConsumer, MemoryEventConsumer
 from saga.entrypoints.kafka_events import KafkaEventSource
+from saga.entrypoints.lifecycle import database_engine, migrated_schema, opened_publisher, running_worker
 from saga.entrypoints.worker import BackgroundWorker
 from saga.ports.clock import Clock
 from saga.ports.messaging import CommandPublisher
@@ -34,13 +38,6 @@ from saga.service_layer.retention import Retention
 
 def simulated_participant_map(simulation: SimulatedParticipants) -> dict[Participant, CommandHandler]:
     return {participant: simulation.handle for participant in Participant}
-
-
-def counted_engine(url: str, metrics: Metrics) -> Engine:
-    """The database engine, counting commits into the process's metrics (`db_commits`)."""
-    engine = create_engine_from_url(url)
-    event.listen(engine, "commit", lambda connection: metrics.count("db_commits"))
-    return engine
 
 
 def kafka_event_sources(settings: KafkaSettings, intake: EventReceiver, metrics: Metrics) -> list[EventConsumer]:
@@ -88,13 +85,21 @@ def participant_routes(settings: Settings) -> dict[Participant, CommandPublisher
 
 
 class Container(containers.DeclarativeContainer):
+    """Resources (the engine, the publisher, the schema migration at start, the background
+    loops) start with `init_resources()` and stop with `shutdown_resources()`; `running`
+    does both. Everything else is built on first use."""
+
     settings = providers.Dependency(instance_of=Settings)
+    migrate = providers.Dependency(instance_of=bool, default=True)
+    """Whether the process brings the database schema up to date at start."""
+    relay_only = providers.Dependency(instance_of=bool, default=False)
+    """An API-only process runs just the relay (it sends what it commits), no event or deadline loops."""
 
     clock: providers.Provider[Clock] = providers.Singleton(SystemClock)
     metrics = providers.Singleton(Metrics)
     dispatch_queue = providers.Singleton(RelayQueue)
 
-    engine = providers.Singleton(counted_engine, settings.provided.database_url, metrics)
+    engine = providers.Resource(database_engine, settings.provided.database_url, settings.provided.uses_sql, metrics)
     memory_store = providers.Singleton(InMemoryStore)
     unit_of_work: providers.Provider[UnitOfWork] = providers.Selector(
         providers.Callable(store_kind, settings),
@@ -118,7 +123,7 @@ class Container(containers.DeclarativeContainer):
     memory_transport = providers.Singleton(
         InMemoryTransport, participants=providers.Callable(simulated_participant_map, simulation)
     )
-    publisher: providers.Provider[CommandPublisher] = providers.Selector(
+    transport_publisher: providers.Provider[CommandPublisher] = providers.Selector(
         providers.Callable(publisher_kind, settings),
         routed=providers.Singleton(RoutingPublisher, providers.Callable(participant_routes, settings)),
         memory=memory_transport,
@@ -130,6 +135,7 @@ class Container(containers.DeclarativeContainer):
             read_timeout=settings.provided.http.read_timeout,
         ),
     )
+    publisher: providers.Provider[CommandPublisher] = providers.Resource(opened_publisher, transport_publisher)
     event_sources: providers.Provider[list[EventConsumer]] = providers.Selector(
         providers.Callable(consumer_kind, settings),
         memory=providers.List(providers.Singleton(MemoryEventConsumer, memory_transport, intake)),
@@ -166,9 +172,22 @@ class Container(containers.DeclarativeContainer):
         sweep_interval_seconds=settings.provided.sweep_interval_seconds,
         retention=retention,
         retention_interval_seconds=settings.provided.retention_interval_seconds,
+        retry_max_seconds=settings.provided.retry_max_seconds,
     )
 
+    schema = providers.Resource(migrated_schema, engine, migrate, settings.provided.retry_max_seconds)
+    background = providers.Resource(running_worker, worker, schema, relay_only)
 
-def build_container(settings: Settings) -> Container:
-    container = Container(settings=settings)
-    return container
+
+def build_container(settings: Settings, migrate: bool = True, relay_only: bool = False) -> Container:
+    return Container(settings=settings, migrate=migrate, relay_only=relay_only)
+
+
+@contextmanager
+def running(container: Container) -> Iterator[Container]:
+    """Starts the container's resources and stops them on exit, whatever ends the block."""
+    container.init_resources()
+    try:
+        yield container
+    finally:
+        container.shutdown_resources()

@@ -10,8 +10,7 @@ import asyncio
 import hmac
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,7 +36,9 @@ from saga.entrypoints.idempotency import (
 )
 from saga.entrypoints.openapi import openapi_document
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
+from saga.ports.messaging import CommandPublisher
 from saga.ports.persistence import CommitOutcomeUnknown, PersistenceError
+from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, IdempotencyKeyReused, SagaOrchestrator
 from saga.service_layer.receiver import EventReceiver
 
@@ -120,17 +121,34 @@ def parse_object(body: bytes) -> JsonObject:
 class SagaApi:
     """The endpoints, bound to the services they call."""
 
-    def __init__(self, container: Container, consumes_events: bool = False) -> None:
-        settings = container.settings()
-        self._consumes_events = consumes_events
-        self._orchestrator: SagaOrchestrator = container.orchestrator()
-        self._intake: EventReceiver = container.intake()
-        self._container = container
-        self._max_body = settings.max_body_bytes
-        self._events_token = settings.http.events_token
-        self._admin_token = settings.http.admin_token
-        self._body_timeout = settings.body_read_timeout_seconds
-        self._openapi = openapi_document(settings.max_body_bytes, settings.limits)
+    def __init__(
+        self,
+        orchestrator: SagaOrchestrator,
+        intake: EventReceiver,
+        publisher: CommandPublisher,
+        metrics: Metrics,
+        schema_problem: Callable[[], str | None],
+        consumers_problem: Callable[[], str | None] | None,
+        max_body_bytes: int,
+        body_timeout_seconds: float,
+        events_token: str | None,
+        admin_token: str | None,
+        openapi: dict[str, Any],
+    ) -> None:
+        """`schema_problem` says why the database is not ready yet at start (None once it is);
+        `consumers_problem` why this process's event consumers are not (None: it has none);
+        `openapi` is the document GET /openapi.json answers."""
+        self._orchestrator = orchestrator
+        self._intake = intake
+        self._publisher = publisher
+        self._metrics = metrics
+        self._schema_problem = schema_problem
+        self._consumers_problem = consumers_problem
+        self._max_body = max_body_bytes
+        self._body_timeout = body_timeout_seconds
+        self._events_token = events_token
+        self._admin_token = admin_token
+        self._openapi = openapi
 
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self._max_body, self._body_timeout)
@@ -262,25 +280,29 @@ class SagaApi:
 
     def _readiness_problems(self) -> dict[str, str]:
         problems = {}
+        schema_problem = self._schema_problem()
         try:
             # A read through the port proves the database answers, whatever the adapter.
-            self._orchestrator.get(PROBE_SAGA_ID)
+            if schema_problem is None:
+                self._orchestrator.get(PROBE_SAGA_ID)
         except PersistenceError as error:
             # The driver's text names hosts and ports: for the log, not for anyone who asks.
             log.warning("readiness: database unavailable: %s: %s", type(error).__name__, error)
-            problems["database"] = "database unavailable"
-        transport_problem = self._container.publisher().healthy()
+            schema_problem = "database unavailable"
+        if schema_problem is not None:
+            problems["database"] = schema_problem
+        transport_problem = self._publisher.healthy()
         if transport_problem is not None:
             problems["transport"] = transport_problem
         # Ready only once this process's consumers can read events: until then a saga
         # would wait for its replies, and its deadlines would not count.
-        consumers_problem = self._container.worker().readiness() if self._consumes_events else None
+        consumers_problem = self._consumers_problem() if self._consumers_problem is not None else None
         if consumers_problem is not None:
             problems["consumers"] = consumers_problem
         return problems
 
     async def metrics(self, request: Request) -> Response:
-        counters = self._container.metrics().snapshot()
+        counters = self._metrics.snapshot()
         by_status, unsent = await run_in_threadpool(self._orchestrator.gauges)
         return JSONResponse(
             {
@@ -367,21 +389,26 @@ class EdgeHeaders:
         await self._app(scope, receive, send_with_headers)
 
 
-def create_app(container: Container, run_worker: bool = True, operations_only: bool = False) -> Starlette:
-    """The ASGI app. It always sends the commands it commits; with `run_worker` it also
-    takes in events, sweeps deadlines and sends what other processes left in the outbox.
-    With `operations_only` it answers only /healthz, /readyz and /metrics (`saga worker --port`)."""
-    api = SagaApi(container, consumes_events=run_worker)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        worker = container.worker()
-        worker.start(relay_only=not run_worker)
-        try:
-            yield
-        finally:
-            await run_in_threadpool(worker.stop)
-            container.publisher().close()
+def create_app(container: Container, operations_only: bool = False) -> Starlette:
+    """The ASGI app over the container's services. The container's resources (the
+    background loops among them) are started and stopped by whoever runs the app, with
+    `saga.entrypoints.container.running`. With `operations_only` it answers only
+    /healthz, /readyz and /metrics (`saga worker --port`)."""
+    settings = container.settings()
+    consumes_events = not container.relay_only()
+    api = SagaApi(
+        orchestrator=container.orchestrator(),
+        intake=container.intake(),
+        publisher=container.publisher(),
+        metrics=container.metrics(),
+        schema_problem=container.schema().problem,
+        consumers_problem=container.worker().readiness if consumes_events else None,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_read_timeout_seconds,
+        events_token=settings.http.events_token,
+        admin_token=settings.http.admin_token,
+        openapi=openapi_document(settings.max_body_bytes, settings.limits),
+    )
 
     operations = [
         Route("/healthz", api.healthz, methods=["GET"]),
@@ -406,6 +433,4 @@ def create_app(container: Container, run_worker: bool = True, operations_only: b
         PersistenceError: _storage_unavailable,
         Exception: _unexpected,
     }
-    return Starlette(
-        routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[Middleware(EdgeHeaders)]
-    )
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(EdgeHeaders)])

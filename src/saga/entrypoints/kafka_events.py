@@ -18,7 +18,6 @@ tried again with a fresh consumer (a new member).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -28,31 +27,15 @@ from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, Kaf
 from saga.adapters.kafka_publisher import ensure_topics
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable
+from saga.service_layer.backoff import Backoff
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.receiver import EventReceiver
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200
-FIRST_RETRY_SECONDS = 0.2
 ATTEMPTS_BEFORE_DEAD_LETTER = 3
 """Tries of a record whose processing raised something unexpected, before it is set aside."""
-
-
-class Backoff:
-    """Doubling pauses with jitter, from FIRST_RETRY_SECONDS up to `ceiling` seconds."""
-
-    def __init__(self, ceiling: float) -> None:
-        self._ceiling = ceiling
-        self._failures = 0
-
-    def next_pause(self) -> float:
-        self._failures += 1
-        doubled: float = FIRST_RETRY_SECONDS * 2 ** min(self._failures - 1, 16)
-        return min(doubled, self._ceiling) * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self._failures = 0
 
 
 MIN_JOIN_SETTLE_SECONDS = 30.0
@@ -80,7 +63,7 @@ class KafkaEventSource:
         self._topics_ready = False
         self._failed_attempts: dict[str, int] = {}
         self._refused_dead_letters: dict[str, int] = {}
-        self._problem: str | None = "not connected to the broker yet"
+        self._problem: str | None = f"not connected to the broker yet to join consumer group {settings.group_id}"
         self._caught_up_at: datetime | None = None
 
     def readiness(self) -> str | None:

@@ -30,7 +30,7 @@ from saga.adapters.simulated_participants import SimulatedParticipants
 from saga.adapters.simulation_profiles import DefaultProfile, ParticipantProfile
 from saga.domain.messages import COMMANDS, JsonObject, Participant
 from saga.entrypoints.config import ConfigError, KafkaSettings, Settings
-from saga.entrypoints.kafka_events import Backoff
+from saga.service_layer.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Background work of an orchestrator process: take in events, relay the outbox, sweep deadlines.
 
-Each loop runs in its own daemon thread and survives any error: it logs, waits a
-little, and goes on, so a database or broker outage never stops the process.
+Each loop runs in its own daemon thread and survives any error: it waits with the
+shared capped backoff and goes on, so a database or broker outage never stops the
+process. An outage is logged twice per loop: when it starts and when it ends.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from saga.entrypoints.consumers import EventConsumer, GroupConsumer
+from saga.service_layer.backoff import Backoff, Outage
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay import OutboxRelay
 from saga.service_layer.retention import Retention
 
 log = logging.getLogger(__name__)
 
-ERROR_PAUSE_SECONDS = 1.0
+RETRY_MAX_SECONDS = 5.0
 NEVER = datetime.min.replace(tzinfo=UTC)
+
+Loop = Callable[[Callable[[], None]], None]
+"""A background loop: runs until the worker stops, calling its argument after each pass that worked."""
 
 
 class BackgroundWorker:
@@ -34,7 +39,9 @@ class BackgroundWorker:
         sweep_interval_seconds: float,
         retention: Retention | None = None,
         retention_interval_seconds: float = 300.0,
+        retry_max_seconds: float = RETRY_MAX_SECONDS,
     ) -> None:
+        """`retry_max_seconds`: the longest pause of a loop that keeps failing (the database is down)."""
         self._relay = relay
         self._orchestrator = orchestrator
         self._wakeup = wakeup
@@ -43,6 +50,7 @@ class BackgroundWorker:
         self._sweep_interval_seconds = sweep_interval_seconds
         self._retention = retention
         self._retention_interval_seconds = retention_interval_seconds
+        self._retry_max_seconds = retry_max_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -52,7 +60,7 @@ class BackgroundWorker:
         if self._threads:
             return
         self._stop.clear()
-        loops: list[tuple[str, Callable[[], None]]] = [("outbox-relay", self._relay_loop)]
+        loops: list[tuple[str, Loop]] = [("outbox-relay", self._relay_loop)]
         if not relay_only:
             loops.append(("deadline-sweeper", self._sweep_loop))
             if self._retention is not None:
@@ -70,15 +78,26 @@ class BackgroundWorker:
             thread.join(timeout)
         self._threads.clear()
 
-    def _guarded(self, name: str, loop: Callable[[], None]) -> None:
+    def _guarded(self, name: str, loop: Loop) -> None:
+        """Runs `loop` until stopped; each time it raises, waits with backoff and runs it again.
+        The loop calls the function it is given after each pass that worked."""
+        backoff = Backoff(self._retry_max_seconds)
+        outage = Outage(f"{name} loop", log)
+
+        def worked() -> None:
+            if backoff.failures:
+                backoff.reset()
+                outage.succeeded()
+
         while not self._stop.is_set():
             try:
-                loop()
-            except Exception:
-                log.exception("%s loop failed; resuming in %.0fs", name, ERROR_PAUSE_SECONDS)
-                self._stop.wait(ERROR_PAUSE_SECONDS)
+                loop(worked)
+            except Exception as error:
+                pause = backoff.next_pause()
+                outage.failed(error, pause)
+                self._stop.wait(pause)
 
-    def _relay_loop(self) -> None:
+    def _relay_loop(self, worked: Callable[[], None]) -> None:
         last_poll = 0.0
         while not self._stop.is_set():
             # Woken by a commit that queued commands; the outbox itself is polled every
@@ -91,13 +110,15 @@ class BackgroundWorker:
             while not self._stop.is_set():
                 fresh = self._relay.send_fresh()
                 due = self._relay.send_due() if poll else 0
+                worked()
                 poll = poll and due > 0  # keep at the outbox only while it has work
                 if fresh == 0 and due == 0:
                     break
 
-    def _sweep_loop(self) -> None:
+    def _sweep_loop(self, worked: Callable[[], None]) -> None:
         while not self._stop.wait(self._sweep_interval_seconds):
             self._orchestrator.sweep_deadlines(events_read_until=self.events_read_until())
+            worked()
 
     def events_read_until(self) -> datetime | None:
         """Up to when this process's group consumers have read every event they were given
@@ -117,10 +138,12 @@ class BackgroundWorker:
         ]
         return "; ".join(problems) if problems else None
 
-    def _retention_loop(self) -> None:
-        assert self._retention is not None
+    def _retention_loop(self, worked: Callable[[], None]) -> None:
+        if self._retention is None:
+            return
         while not self._stop.wait(self._retention_interval_seconds):
             self._retention.prune()
+            worked()
 
-    def _source_loop(self, source: EventConsumer) -> Callable[[], None]:
-        return lambda: source.run(self._stop)
+    def _source_loop(self, source: EventConsumer) -> Loop:
+        return lambda worked: source.run(self._stop)

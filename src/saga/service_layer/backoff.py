@@ -1,0 +1,84 @@
+"""How every loop waits on something that is down (database, broker, participant), written once.
+
+`Backoff` gives capped exponential pauses with full jitter (tenacity's
+`wait_random_exponential`: loops that failed together do not retry together); `Outage`
+logs one line when a loop starts failing and one when it works again, with the count
+of failures between, instead of a line per attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from tenacity import RetryCallState, Retrying, wait_random_exponential
+
+from saga.ports.persistence import PersistenceError
+
+FIRST_PAUSE_SECONDS = 0.2
+"""The first pause after a failure; later ones double (at random within the window) up to the cap."""
+
+
+class Backoff:
+    """Pauses for consecutive failures: the n-th is random between FIRST_PAUSE_SECONDS (or
+    the cap, if smaller) and min(cap, first × 2^(n-1)) seconds. `reset()` after a success."""
+
+    def __init__(self, cap_seconds: float, first_seconds: float = FIRST_PAUSE_SECONDS) -> None:
+        first = min(first_seconds, cap_seconds)
+        self._wait = wait_random_exponential(multiplier=first, max=cap_seconds, min=first)
+        self._state = RetryCallState(Retrying(), None, (), {})
+        self.failures = 0
+
+    def next_pause(self) -> float:
+        """Counts a failure; returns how long to wait before the next attempt, in seconds."""
+        self.failures += 1
+        self._state.attempt_number = self.failures
+        return float(self._wait(self._state))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Outage:
+    """One log line when `what` starts failing, one when it succeeds again.
+
+    The first failure is logged with its cause (a traceback too when it is not the
+    persistence port's error, since that is a fault in the code, not an outage); the
+    failures after it are only counted, and logged at DEBUG.
+    """
+
+    def __init__(self, what: str, log: logging.Logger) -> None:
+        self._what = what
+        self._log = log
+        self._failures = 0
+        self._since = 0.0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._failures > 0
+
+    def failed(self, error: BaseException, retry_in: float) -> None:
+        self._failures += 1
+        if self._failures == 1:
+            self._since = time.monotonic()
+            expected = isinstance(error, PersistenceError | OSError | ConnectionError)
+            self._log.warning(
+                "%s failing: %s: %s; retrying with backoff, next in %.1fs",
+                self._what,
+                type(error).__name__,
+                str(error).strip().splitlines()[0] if str(error).strip() else "",
+                retry_in,
+                exc_info=None if expected else error,
+            )
+        else:
+            self._log.debug("%s still failing (%d): %s", self._what, self._failures, error)
+
+    def succeeded(self) -> None:
+        if self._failures:
+            self._log.warning(
+                "%s working again after %d failed attempt(s) over %.1fs",
+                self._what,
+                self._failures,
+                time.monotonic() - self._since,
+            )
+            self._failures = 0
