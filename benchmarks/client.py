@@ -21,6 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
+from prometheus_client.parser import text_string_to_metric_families
+
+from saga.service_layer.metrics import flat_counters
 
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "COMPENSATION_FAILED")
 STEP_COMMANDS = ["create_order", "get_payment_info", "authorize_payment", "update_order_status", "start_order_timer"]
@@ -140,8 +143,9 @@ class Api:
         return dict(body)
 
     def counters(self) -> dict[str, int]:
-        status, body = self.json("GET", "/metrics")
-        return dict(body.get("counters", {})) if status == 200 else {}
+        """The Prometheus counters of /metrics under flat names (`commands_sent`, `events_applied`, ...)."""
+        status, _, data = self.request("GET", "/metrics")
+        return flat_counters(text_string_to_metric_families(data.decode())) if status == 200 else {}
 
     def close(self) -> None:
         self._drop()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import requests
 from sqlalchemy import create_engine, inspect
+from tests.support.metrics import scrape
 from tests.support.servers import saga_process
 
 from saga.adapters.sql import database_url
@@ -59,7 +60,7 @@ def test_a_worker_with_a_port_answers_health_and_metrics_but_takes_no_orders(tmp
     with saga_process(["worker"], env, tmp_path / "worker.log") as base:
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
-        metrics = requests.get(f"{base}/metrics", timeout=5).json()
-        assert metrics["outbox_unsent"] == 0 and "sagas_by_status" in metrics
+        families = scrape(base)
+        assert families["saga_outbox_pending_commands"].samples[0].value == 0 and "saga_sagas" in families
         refused = requests.post(f"{base}/api/orders", json={"customer_id": "c"}, timeout=5)
         assert refused.status_code == 404 and refused.json()["success"] is False

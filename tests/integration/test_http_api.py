@@ -11,6 +11,7 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
+from tests.support.metrics import counters, scrape, value
 from tests.support.scenarios import FAILURE_PATHS, FINAL, SEED_ORDER, assert_fails_with_compensations
 from tests.support.servers import saga_process, wait_for_status
 
@@ -358,12 +359,13 @@ def test_simulated_failure_at_each_step_compensates(tmp_path: Path, step: str, c
 
 
 def test_metrics_count_what_a_saga_cost(server: str) -> None:
-    before = requests.get(f"{server}/metrics", timeout=5).json()["counters"]
+    before = counters(server)
     wait_for_status(server, post_order(server, SEED_ORDER).json()["saga_id"], FINAL)
-    after = requests.get(f"{server}/metrics", timeout=5).json()["counters"]
+    after = counters(server)
     grew = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     assert grew["sagas_started"] == 1 and grew["events_applied"] == 5 and grew["commands_sent"] == 5
     assert grew["db_commits"] >= 6  # the start and one per event, at the least
-    gauges = requests.get(f"{server}/metrics", timeout=5).json()
-    assert gauges["sagas_by_status"]["COMPLETED"] >= 1 and set(gauges["sagas_by_status"]) >= {"STARTED", "FAILED"}
-    assert gauges["outbox_unsent"] == 0
+    families = scrape(server)
+    assert value(families["saga_sagas"], "saga_sagas", status="COMPLETED") >= 1
+    assert {s.labels["status"] for s in families["saga_sagas"].samples} >= {"STARTED", "FAILED"}
+    assert value(families["saga_outbox_pending_commands"], "saga_outbox_pending_commands") == 0

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from tests.support.metrics import counters
 from tests.support.scenarios import (
     FAILURE_PATHS,
     FINAL,
@@ -72,8 +73,7 @@ class Stack:
         return self.simulator("--async", "--orchestrator-url", self.base, "--events-token", TOKEN, *options)
 
     def counter(self, name: str) -> int:
-        counters: dict[str, int] = requests.get(f"{self.base}/metrics", timeout=5).json()["counters"]
-        return counters.get(name, 0)
+        return counters(self.base).get(name, 0)
 
     def saga(self, saga_id: str) -> dict[str, Any]:
         saga: dict[str, Any] = requests.get(f"{self.base}/api/sagas/{saga_id}", timeout=5).json()

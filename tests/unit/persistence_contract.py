@@ -641,6 +641,21 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.outbox.pending_count() == 3
 
+    def test_oldest_pending_at_is_the_timestamp_of_the_oldest_unsent_command(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        with uow_factory() as uow:
+            assert uow.outbox.oldest_pending_at() is None
+            uow.outbox.add([make_command(new_id(), T0 + timedelta(seconds=s)) for s in (5, 1, 9)])
+            uow.commit()
+        with uow_factory() as uow:
+            assert uow.outbox.oldest_pending_at() == T0 + timedelta(seconds=1)
+            first = min(uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE), key=lambda e: e.command.timestamp)
+            uow.outbox.settle(T0, delivered=[first.id])
+            uow.commit()
+        with uow_factory() as uow:
+            assert uow.outbox.oldest_pending_at() == T0 + timedelta(seconds=5)  # the sent one no longer counts
+
     def test_held_commands_wait_for_their_hold_and_are_claimed_by_message_id(
         self, uow_factory: UnitOfWorkFactory
     ) -> None:

@@ -123,6 +123,22 @@ class KafkaRecordConsumer:
         """The partitions this member holds now, as `topic/partition`; empty until the group is joined."""
         return sorted(f"{partition.topic}/{partition.partition}" for partition in self._consumer.assignment())
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the high watermark on each partition held, by (topic, partition), as the
+        last fetch reported it; partitions whose watermark or position is not known yet are left out.
+        Only as true as the broker's watermark: the Tansu test broker reports the first offset of
+        its last batch plus one, not the true end."""
+        lags: dict[tuple[str, int], int] = {}
+        for partition in self._consumer.assignment():
+            try:
+                highwater = self._consumer.highwater(partition)
+                position = self._consumer.position(partition, timeout_ms=0) if highwater is not None else None
+            except KafkaError:
+                continue
+            if highwater is not None and position is not None:
+                lags[(partition.topic, partition.partition)] = max(highwater - position, 0)
+        return lags
+
     def commit(self, done: Sequence[InboundRecord]) -> None:
         """Commits past the last record of each partition in `done`, so a restart resumes after them.
 

@@ -280,6 +280,13 @@ class InMemoryOutbox(Outbox):
     def pending_count(self) -> int:
         return len(self._uow.state().unsent)
 
+    def oldest_pending_at(self) -> datetime | None:
+        with self._store.lock:
+            unsent = [
+                entry.command.timestamp for entry in self._uow.visible_entries().values() if entry.sent_at is None
+            ]
+        return min(unsent, default=None)
+
     def purge_sent(self, sent_before: datetime, limit: int) -> int:
         self._uow.state()
         return 0  # sent entries are dropped when settled: nothing is kept to purge

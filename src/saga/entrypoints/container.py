@@ -28,7 +28,7 @@ from saga.entrypoints.worker import BackgroundWorker
 from saga.ports.clock import Clock
 from saga.ports.messaging import CommandPublisher
 from saga.ports.persistence import UnitOfWork
-from saga.service_layer.metrics import Metrics
+from saga.service_layer.metrics import Metrics, StoreGauges
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.receiver import EventReceiver
 from saga.service_layer.relay import OutboxRelay
@@ -41,6 +41,7 @@ def simulated_participant_map(simulation: SimulatedParticipants) -> dict[Partici
 
 
 def kafka_event_sources(settings: KafkaSettings, intake: EventReceiver, metrics: Metrics) -> list[EventConsumer]:
+    metrics.consumers_configured(settings.consumers)
     return [KafkaEventSource(settings, intake, metrics) for _ in range(settings.consumers)]
 
 
@@ -118,6 +119,7 @@ class Container(containers.DeclarativeContainer):
         dispatch_hold=settings.provided.dispatch_hold,
     )
     intake = providers.Singleton(EventReceiver, orchestrator, metrics, providers.Object(decode_event))
+    store_gauges = providers.Singleton(StoreGauges, uow_factory=unit_of_work.provider, clock=clock)
 
     simulation = providers.Singleton(SimulatedParticipants, fail_step=settings.provided.simulate_fail_step)
     memory_transport = providers.Singleton(

@@ -34,6 +34,7 @@ from saga.entrypoints.idempotency import (
     parse_idempotency_key,
     request_digest,
 )
+from saga.entrypoints.exposition import ProcessMetrics, metrics_endpoint
 from saga.entrypoints.openapi import openapi_document
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
 from saga.ports.messaging import CommandPublisher
@@ -301,17 +302,6 @@ class SagaApi:
             problems["consumers"] = consumers_problem
         return problems
 
-    async def metrics(self, request: Request) -> Response:
-        counters = self._metrics.snapshot()
-        by_status, unsent = await run_in_threadpool(self._orchestrator.gauges)
-        return JSONResponse(
-            {
-                "counters": counters,
-                "sagas_by_status": {status.value: count for status, count in by_status.items()},
-                "outbox_unsent": unsent,
-            }
-        )
-
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self._openapi)
 
@@ -413,7 +403,9 @@ def create_app(container: Container, operations_only: bool = False) -> Starlette
     operations = [
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
-        Route("/metrics", api.metrics, methods=["GET"]),
+        Route(
+            "/metrics", metrics_endpoint(ProcessMetrics(container.metrics(), container.store_gauges())), methods=["GET"]
+        ),
     ]
     business = [
         Route("/api/orders", api.create_order, methods=["POST"]),

@@ -89,6 +89,7 @@ class KafkaEventSource:
                     self._settings.group_id,
                     client_id="create-order-saga-orchestrator",
                 )
+                self._metrics.consumer_ready(True)
                 log.info("consuming %s as group %s", ", ".join(self._settings.event_topics()), self._settings.group_id)
                 backoff.reset()
                 self._consume(consumer, stop, backoff)
@@ -100,6 +101,8 @@ class KafkaEventSource:
                 stop.wait(pause)
             finally:
                 if consumer is not None:
+                    self._metrics.consumer_ready(False)
+                    self._metrics.consumer_lag(id(self), {})
                     consumer.close()
 
     def _consume(self, consumer: KafkaRecordConsumer, stop: threading.Event, backoff: Backoff) -> None:
@@ -110,6 +113,7 @@ class KafkaEventSource:
         while not stop.is_set():
             polled_at = datetime.now(UTC)
             records = consumer.poll(POLL_TIMEOUT_MS)
+            self._metrics.consumer_lag(id(self), consumer.lag())
             if consumer.assignment() != assignment:
                 assignment = consumer.assignment()
                 settled_polls = 0
@@ -189,21 +193,25 @@ class KafkaEventSource:
                 return f"{type(error).__name__}: {error}"
             # A poison message must not hold its partition up for good.
             self._failed_attempts.pop(record.source, None)
-            return self._set_aside(consumer, record, f"processing failed: {type(error).__name__}: {error}")
+            return self._set_aside(
+                consumer, record, f"processing failed: {type(error).__name__}: {error}", "processing_failed"
+            )
         self._failed_attempts.pop(record.source, None)
         if result.problem is not None:
-            return self._set_aside(consumer, record, result.problem)
+            cause = "bad_message" if result.outcome is None else result.outcome.value
+            return self._set_aside(consumer, record, result.problem, cause)
         return None
 
-    def _set_aside(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str) -> str | None:
+    def _set_aside(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str, cause: str) -> str | None:
         """Dead-letters a record; returns why it must be retried, or None when it is done.
+        `cause` is the bounded reason the metrics count (`bad_message`, `unknown_saga`, `processing_failed`).
 
         A record the dead-letter topic refuses is neither applied nor set aside: its offset
         is not committed and it is tried again after a pause, however long the refusal
         lasts, so nothing is lost.
         """
         try:
-            self._dead_letter(consumer, record, reason)
+            self._dead_letter(consumer, record, reason, cause)
         except KafkaUnavailable as error:
             refusals = self._refused_dead_letters.get(record.source, 0) + 1
             self._refused_dead_letters[record.source] = refusals
@@ -220,7 +228,7 @@ class KafkaEventSource:
         self._refused_dead_letters.pop(record.source, None)
         return None
 
-    def _dead_letter(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str) -> None:
+    def _dead_letter(self, consumer: KafkaRecordConsumer, record: InboundRecord, reason: str, cause: str) -> None:
         consumer.dead_letter(record, self._settings.dead_letter_topic, reason)
-        self._metrics.count("events_dead_lettered")
+        self._metrics.dead_lettered(cause)
         log.warning("event %s sent to %s: %s", record.source, self._settings.dead_letter_topic, reason)

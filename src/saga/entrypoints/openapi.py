@@ -489,8 +489,13 @@ def openapi_document(max_body_bytes: int = 64 * 1024, limits: OrderLimits = Orde
             },
             "/metrics": {
                 "get": {
-                    "summary": "Counters of this process, sagas by status, commands waiting unsent",
-                    "responses": {"200": {"description": "metrics"}},
+                    "summary": "Prometheus metrics of this process",
+                    "responses": {
+                        "200": {
+                            "description": "the Prometheus text exposition format 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
                 }
             },
             "/openapi.json": {

@@ -191,6 +191,10 @@ class Outbox(ABC):
         """Entries not yet sent."""
 
     @abstractmethod
+    def oldest_pending_at(self) -> datetime | None:
+        """When the oldest entry not yet sent was written (its command's timestamp); None when none waits."""
+
+    @abstractmethod
     def purge_sent(self, sent_before: datetime, limit: int) -> int:
         """Deletes up to `limit` entries sent before `sent_before`; returns how many."""
 

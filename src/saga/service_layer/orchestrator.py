@@ -201,7 +201,7 @@ class SagaOrchestrator:
             except ConcurrencyConflict:
                 self._metrics.count("concurrency_conflicts")
                 continue
-            self._metrics.count(f"events_{outcome.value}")
+            self._metrics.event(event.type, outcome.value)
             if outcome is not EventOutcome.APPLIED:
                 log.info("event %s for saga %s: %s", event.type, event.saga_id, outcome.value)
             return outcome
@@ -217,10 +217,12 @@ class SagaOrchestrator:
                 saga.note_duplicate(event, now)
                 self._store(uow, saga, [])
                 return EventOutcome.DUPLICATE
-            ignored_before, status_before = saga.ignored_events, saga.status
+            ignored_before, status_before, awaiting_before = saga.ignored_events, saga.status, saga.awaiting
             commands = saga.handle(event, now, self._policy)
             self._store(uow, saga, commands, status_before)
             ignored = saga.ignored_events > ignored_before
+        if not ignored:
+            self._metrics.saga_changed(saga, awaiting_before, status_before, now, reply=event)
         self._queued(commands)
         self._log_status(saga, status_before)
         return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
@@ -256,10 +258,10 @@ class SagaOrchestrator:
                 self._metrics.count("deadlines_postponed")
                 log.info("saga %s: %s not delivered yet; its deadline waits", saga.id, saga.awaiting.command_type)
                 return 1
-            status_before = saga.status
+            status_before, awaiting_before = saga.status, saga.awaiting
             commands = saga.on_deadline(now, self._policy)
             self._store(uow, saga, commands, status_before)
-        self._metrics.count("deadlines_passed")
+        self._metrics.saga_changed(saga, awaiting_before, status_before, now, deadline=True)
         self._queued(commands)
         self._log_status(saga, status_before)
         return 1
@@ -273,7 +275,7 @@ class SagaOrchestrator:
                     saga = uow.sagas.get(saga_id)
                     if saga is None:
                         return None
-                    status_before = saga.status
+                    status_before, awaiting_before = saga.status, saga.awaiting
                     commands = saga.cancel(reason, now, self._policy)
                     if saga.status is not status_before:
                         self._store(uow, saga, commands, status_before)
@@ -284,6 +286,8 @@ class SagaOrchestrator:
                 # is cancelling, this request (or an earlier one) did it, and saying 503 would lie.
                 saga = self._written_after_all(saga_id, error, lambda stored: stored.cancel_requested)
                 commands = []
+            if saga is not None and saga.status is not status_before:
+                self._metrics.saga_changed(saga, awaiting_before, status_before, now)
             self._queued(commands)
             return saga
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while cancelling")
@@ -340,11 +344,6 @@ class SagaOrchestrator:
     ) -> SagaPage:
         with self._uow_factory(read_only=True) as uow:
             return uow.sagas.page(status, limit, after, unconfirmed_cleanup)
-
-    def gauges(self) -> tuple[dict[SagaStatus, int], int]:
-        """How many sagas are in each status, and how many commands wait unsent in the outbox."""
-        with self._uow_factory(read_only=True) as uow:
-            return uow.sagas.count_by_status(), uow.outbox.pending_count()
 
     def _store(
         self, uow: UnitOfWork, saga: CreateOrderSaga, commands: list[Command], status_before: SagaStatus | None = None

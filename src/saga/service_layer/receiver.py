@@ -39,7 +39,7 @@ class EventReceiver:
         try:
             event = self._decode(raw)
         except BadMessage as bad:
-            self._metrics.count("events_bad")
+            self._metrics.event("", "bad")  # its type could not be read
             log.warning("bad event%s: %s", f" from {source}" if source else "", bad)
             return Receipt(None, str(bad))
         return self.apply(event, source)

@@ -112,6 +112,7 @@ class OutboxRelay:
                     delivered.append(entry.id)
             uow.outbox.settle(now, delivered, retry)
             uow.commit()
+        self._metrics.delivered([m for m, result in results.items() if not isinstance(result, Undelivered)], now)
         if retry:
             self._metrics.count("commands_undelivered", len(retry))
         self._finish(commands, [results[command.message_id] for command in commands], now)

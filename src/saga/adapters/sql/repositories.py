@@ -268,6 +268,12 @@ class SqlAlchemyOutbox(Outbox):
         with translated_errors():
             return int(self._connection().execute(query).scalar_one())
 
+    def oldest_pending_at(self) -> datetime | None:
+        query = select(func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
+        with translated_errors():
+            oldest: datetime | None = self._connection().execute(query).scalar_one()
+        return oldest
+
     def purge_sent(self, sent_before: datetime, limit: int) -> int:
         with translated_errors():
             return int(self._connection().execute(PURGE_SENT_OUTBOX, {"before": sent_before, "batch": limit}).rowcount)
