@@ -281,11 +281,7 @@ class InMemoryOutbox(Outbox):
         return len(self._uow.state().unsent)
 
     def oldest_pending_at(self) -> datetime | None:
-        with self._store.lock:
-            unsent = [
-                entry.command.timestamp for entry in self._uow.visible_entries().values() if entry.sent_at is None
-            ]
-        return min(unsent, default=None)
+        return min((entry.command.timestamp for entry in self._uow.state().unsent.values()), default=None)
 
     def purge_sent(self, sent_before: datetime, limit: int) -> int:
         self._uow.state()

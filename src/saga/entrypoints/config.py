@@ -84,6 +84,10 @@ class Environment(BaseSettings):
     port: int = setting(3101, "where `saga serve` listens", ge=1, le=65535)
     saga_host: str = setting("127.0.0.1", "the interface `saga serve` binds", accepts="a host name or address")
     saga_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "least severity logged")
+    saga_log_format: Literal["text", "json"] = setting(
+        "text",
+        "`json`: one JSON object per line (`time`, `level`, `logger`, `message`, and `saga_id`, `step`, `message_id`, `trace_id` where they apply)",
+    )
     saga_max_body_bytes: int = setting(64 * 1024, "largest request body", ge=256, le=16 * 1024 * 1024)
     saga_body_read_timeout_seconds: float = setting(
         10.0, "how long a request body may take to arrive before a 408", gt=0, le=HOUR
@@ -440,6 +444,7 @@ class Settings:
     routes: Mapping[Participant, str] = field(default_factory=dict)
     """Each participant's transport (kafka, http, timer-api) where it differs from `transport`."""
     retry_max_seconds: float = 5.0
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -484,6 +489,7 @@ class Settings:
             retention_interval_seconds=env.saga_retention_interval_seconds,
             log_level=env.saga_log_level,
             retry_max_seconds=env.saga_retry_max_seconds,
+            log_format=env.saga_log_format,
         )
 
     @property

@@ -31,6 +31,7 @@ from saga.ports.persistence import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from saga.service_layer.log_context import bind, log_context
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.relay_queue import RelayQueue
 
@@ -165,7 +166,8 @@ class SagaOrchestrator:
             self._find_out_written(saga.id, unanswered)
         self._metrics.count("sagas_started")
         self._queued(commands)
-        log.info("saga %s started for customer %s, %d cents", saga.id, saga.customer_id, saga.amount_cents)
+        with log_context(saga_id=saga.id, step=saga.current_step.value, message_id=commands[0].message_id):
+            log.info("saga %s started for customer %s, %d cents", saga.id, saga.customer_id, saga.amount_cents)
         return None
 
     def _find_out_written(self, saga_id: str, error: StorageUnavailable) -> None:
@@ -195,6 +197,10 @@ class SagaOrchestrator:
 
     def apply_event(self, event: Event) -> EventOutcome:
         """Applies a participant's event to its saga, at most once per message_id."""
+        with log_context(saga_id=event.saga_id, message_id=event.message_id):
+            return self._apply_event(event)
+
+    def _apply_event(self, event: Event) -> EventOutcome:
         for _ in range(CONFLICT_RETRIES):
             try:
                 outcome = self._apply_once(event)
@@ -213,6 +219,7 @@ class SagaOrchestrator:
             saga = uow.sagas.get(event.saga_id)
             if saga is None:
                 return EventOutcome.UNKNOWN_SAGA
+            bind(step=saga.current_step.value)
             if event.message_id is not None and not uow.inbox.record(event.message_id, saga.id, now):
                 saga.note_duplicate(event, now)
                 self._store(uow, saga, [])
@@ -223,6 +230,7 @@ class SagaOrchestrator:
             ignored = saga.ignored_events > ignored_before
         if not ignored:
             self._metrics.saga_changed(saga, awaiting_before, status_before, now, reply=event)
+            log.debug("saga %s: %s applied; %s at %s", saga.id, event.type, saga.status, saga.current_step)
         self._queued(commands)
         self._log_status(saga, status_before)
         return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
@@ -240,7 +248,8 @@ class SagaOrchestrator:
         acted = 0
         for saga_id in due:
             try:
-                acted += self._on_deadline(saga_id, cutoff)
+                with log_context(saga_id=saga_id):
+                    acted += self._on_deadline(saga_id, cutoff)
             except ConcurrencyConflict:
                 # An event moved the saga meanwhile; the next sweep sees its new deadline.
                 self._metrics.count("concurrency_conflicts")
@@ -252,6 +261,7 @@ class SagaOrchestrator:
             saga = uow.sagas.get(saga_id)
             if saga is None or saga.awaiting is None or saga.awaiting.due_at > min(now, cutoff):
                 return 0
+            bind(step=saga.current_step.value, message_id=saga.awaiting.message_id)
             if saga.awaiting.sent and uow.outbox.awaiting_delivery(saga.awaiting.message_id):
                 saga.postpone_deadline(now, self._policy)
                 self._store(uow, saga, [])

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from saga.domain.messages import BadMessage, Event
+from saga.service_layer.log_context import log_context
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
 
@@ -45,8 +46,10 @@ class EventReceiver:
         return self.apply(event, source)
 
     def apply(self, event: Event, source: str = "") -> Receipt:
-        outcome = self._orchestrator.apply_event(event)
-        if outcome is EventOutcome.UNKNOWN_SAGA:
-            log.warning("event %s%s names no saga: %s", event.type, f" from {source}" if source else "", event.saga_id)
-            return Receipt(outcome, f"no saga {event.saga_id}")
+        with log_context(saga_id=event.saga_id, message_id=event.message_id):
+            outcome = self._orchestrator.apply_event(event)
+            if outcome is EventOutcome.UNKNOWN_SAGA:
+                where = f" from {source}" if source else ""
+                log.warning("event %s%s names no saga: %s", event.type, where, event.saga_id)
+                return Receipt(outcome, f"no saga {event.saga_id}")
         return Receipt(outcome)

@@ -22,6 +22,7 @@ from saga.domain.messages import Command, Event
 from saga.ports.clock import Clock
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
 from saga.ports.persistence import Outbox, OutboxEntry, RetryLater, UnitOfWorkFactory
+from saga.service_layer.log_context import log_context
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay_queue import RelayQueue
@@ -101,13 +102,14 @@ class OutboxRelay:
                     if result.retry_after is not None:  # the participant said how long to wait
                         delay = max(delay, result.retry_after)
                     retry.append(RetryLater(entry.id, now + delay, result.reason))
-                    log.warning(
-                        "command %s of saga %s not delivered (%s); retry in %.1fs",
-                        entry.command.type,
-                        entry.command.saga_id,
-                        result.reason,
-                        delay.total_seconds(),
-                    )
+                    with log_context(saga_id=entry.command.saga_id, message_id=entry.command.message_id):
+                        log.warning(
+                            "command %s of saga %s not delivered (%s); retry in %.1fs",
+                            entry.command.type,
+                            entry.command.saga_id,
+                            result.reason,
+                            delay.total_seconds(),
+                        )
                 else:
                     delivered.append(entry.id)
             uow.outbox.settle(now, delivered, retry)
@@ -122,13 +124,14 @@ class OutboxRelay:
         if result.transport_down or now - entry.command.timestamp < self._give_up_after:
             return False
         self._metrics.count("commands_expired")
-        log.warning(
-            "command %s of saga %s dropped undelivered after %.0fs (%s); the saga's deadline decides",
-            entry.command.type,
-            entry.command.saga_id,
-            self._give_up_after.total_seconds(),
-            result.reason,
-        )
+        with log_context(saga_id=entry.command.saga_id, message_id=entry.command.message_id):
+            log.warning(
+                "command %s of saga %s dropped undelivered after %.0fs (%s); the saga's deadline decides",
+                entry.command.type,
+                entry.command.saga_id,
+                self._give_up_after.total_seconds(),
+                result.reason,
+            )
         return True
 
     def _finish(self, commands: Sequence[Command], results: Sequence[SendResult], now: datetime) -> None:
@@ -137,10 +140,14 @@ class OutboxRelay:
         for command, result in zip(commands, results, strict=True):
             if isinstance(result, Rejected):
                 self._metrics.count("commands_rejected")
-                log.warning("command %s of saga %s rejected: %s", command.type, command.saga_id, result.reason)
+                with log_context(saga_id=command.saga_id, message_id=command.message_id):
+                    log.warning("command %s of saga %s rejected: %s", command.type, command.saga_id, result.reason)
                 replies.append(command.failure_event(result.reason, now))
             elif isinstance(result, Delivered) and result.reply is not None:
                 replies.append(result.reply)
+            if log.isEnabledFor(logging.DEBUG) and not isinstance(result, Undelivered):
+                with log_context(saga_id=command.saga_id, message_id=command.message_id):
+                    log.debug("command %s of saga %s sent", command.type, command.saga_id)
         self._metrics.count("commands_sent", sum(1 for result in results if not isinstance(result, Undelivered)))
         for reply in replies:
             self._orchestrator.apply_event(reply)
