@@ -442,6 +442,28 @@ class PersistenceContract:
         assert none.sagas == [] and none.next_cursor is None
         assert first.sagas[0] == started[-1]
 
+    def test_search_finds_sagas_by_exact_saga_customer_or_order_id_newest_first(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        older, newer, other = (make_saga(created_at=T0 + timedelta(seconds=i)) for i in range(3))
+        older.customer_id = newer.customer_id = "cust-search"
+        newer.order_id = "order-search"
+        other.customer_id = "someone-else"
+        self.store(uow_factory, older, newer, other)
+
+        with uow_factory() as uow:
+            by_customer = uow.sagas.search("cust-search", 10)
+            by_order = uow.sagas.search("order-search", 10)
+            by_id = uow.sagas.search(other.id, 10)
+            limited = uow.sagas.search("cust-search", 1)
+            partial = uow.sagas.search("cust-sea", 10)
+
+        assert [s.id for s in by_customer] == [newer.id, older.id]
+        assert [s.id for s in by_order] == [newer.id] and by_order[0] == newer
+        assert [s.id for s in by_id] == [other.id]
+        assert [s.id for s in limited] == [newer.id]
+        assert partial == []
+
     def test_page_needs_a_positive_limit(self, uow_factory: UnitOfWorkFactory) -> None:
         with uow_factory() as uow, pytest.raises(ValueError):
             uow.sagas.page(None, 0, None)

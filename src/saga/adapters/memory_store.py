@@ -220,6 +220,13 @@ class InMemorySagaRepository(SagaRepository):
             counts[saga.status] += 1
         return counts
 
+    def search(self, term: str, limit: int) -> list[CreateOrderSaga]:
+        found = [
+            saga for saga in self._uow.state().sagas.values() if term in (saga.id, saga.customer_id, saga.order_id)
+        ]
+        found.sort(key=_listing_key, reverse=True)
+        return deepcopy(found[:limit])
+
 
 class InMemoryOutbox(Outbox):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:

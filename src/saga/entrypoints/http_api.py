@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saga.adapters.envelope import decode_json
@@ -28,15 +28,16 @@ from saga.domain.messages import JsonObject
 from saga.domain.money import InvalidOrder
 from saga.domain.saga import NothingToRetry, SagaStatus
 from saga.entrypoints.container import Container
+from saga.entrypoints.exposition import ProcessMetrics, metrics_endpoint
 from saga.entrypoints.idempotency import (
     HEADER as IDEMPOTENCY_HEADER,
     InvalidIdempotencyKey,
     parse_idempotency_key,
     request_digest,
 )
-from saga.entrypoints.exposition import ProcessMetrics, metrics_endpoint
 from saga.entrypoints.openapi import openapi_document
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
+from saga.entrypoints.ui import ui_routes
 from saga.ports.messaging import CommandPublisher
 from saga.ports.persistence import CommitOutcomeUnknown, PersistenceError
 from saga.service_layer.metrics import Metrics
@@ -400,14 +401,14 @@ def create_app(container: Container, operations_only: bool = False) -> Starlette
         openapi=openapi_document(settings.max_body_bytes, settings.limits),
     )
 
-    operations = [
+    operations: list[BaseRoute] = [
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route(
             "/metrics", metrics_endpoint(ProcessMetrics(container.metrics(), container.store_gauges())), methods=["GET"]
         ),
     ]
-    business = [
+    business: list[BaseRoute] = [
         Route("/api/orders", api.create_order, methods=["POST"]),
         Route("/api/sagas", api.list_sagas, methods=["GET"]),
         Route("/api/sagas/{saga_id}", api.get_saga, methods=["GET"]),
@@ -415,6 +416,7 @@ def create_app(container: Container, operations_only: bool = False) -> Starlette
         Route("/api/sagas/{saga_id}/retry", api.retry_saga, methods=["POST"]),
         Route("/api/events", api.receive_event, methods=["POST"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
+        Mount("/ui", routes=ui_routes(container.orchestrator())),
     ]
     # A worker's port answers the operations routes only: orders go to `saga serve`.
     routes = operations if operations_only else business + operations

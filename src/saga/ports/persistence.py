@@ -110,6 +110,10 @@ class SagaRepository(ABC):
     def count_by_status(self) -> dict[SagaStatus, int]:
         """How many sagas are in each status."""
 
+    @abstractmethod
+    def search(self, term: str, limit: int) -> list[CreateOrderSaga]:
+        """Up to `limit` sagas, newest first, whose id, customer_id or order_id is exactly `term`."""
+
     def resources_page(self, limit: int, after: PageCursor | None) -> ResourcesPage:
         """`page(None, limit, after)` reduced to what each saga holds and undoes (the audit's
         read, over every saga). A store may read less than whole sagas; by default it reads them."""

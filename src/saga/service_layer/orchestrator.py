@@ -349,6 +349,11 @@ class SagaOrchestrator:
         with self._uow_factory(read_only=True) as uow:
             return uow.sagas.get(saga_id)
 
+    def search(self, term: str, limit: int) -> list[CreateOrderSaga]:
+        """Up to `limit` sagas, newest first, whose id, customer_id or order_id is exactly `term`."""
+        with self._uow_factory(read_only=True) as uow:
+            return uow.sagas.search(term, limit)
+
     def page(
         self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
     ) -> SagaPage:
