@@ -26,23 +26,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from saga.domain.messages import COMMANDS
-from saga.domain.saga import (
-    COMPENSATION_COMMAND,
-    STEP_COMMAND,
-    STEPS,
-    CreateOrderSaga,
-    HistoryKind,
-    SagaStatus,
-)
+from saga.adapters.envelope import without_non_finite
+from saga.domain.saga import STEPS, CreateOrderSaga, HistoryKind, SagaStatus
+from saga.domain.steps import ACTIONS, STEPS as STEP_SPECS, UNDO
 from saga.entrypoints.presenters import decode_cursor, encode_cursor, saga_json
 from saga.service_layer.orchestrator import SagaOrchestrator
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 25
 LOCALE = "en"
-STEP_OF_COMMAND = {command: step.value for step, command in STEP_COMMAND.items()}
-COMPENSATION_OF_COMMAND = {command: compensation.value for compensation, command in COMPENSATION_COMMAND.items()}
+STEP_OF_COMMAND = {spec.action.command: spec.step.value for spec in STEP_SPECS}
+COMPENSATION_OF_COMMAND = {spec.action.command: spec.compensation.value for spec in UNDO.values()}
 
 
 def when(moment: datetime | None) -> str:
@@ -126,27 +120,30 @@ def timeline(saga: CreateOrderSaga) -> tuple[list[Moment], list[Exchange]]:
                 current = known
                 continue
             kind = "step" if entry.type in STEP_OF_COMMAND else "compensation"
-            spec = COMMANDS.get(entry.type)
+            action = ACTIONS.get(entry.type)
             current = Exchange(
                 command=entry.type,
                 kind=kind,
                 name=STEP_OF_COMMAND.get(entry.type) or COMPENSATION_OF_COMMAND.get(entry.type, entry.type),
                 message_id=entry.message_id,
-                participant=spec.participant.value if spec else "",
+                participant=action.participant.value if action else "",
                 sent_at=entry.at,
             )
             exchanges[entry.message_id or str(len(exchanges))] = current
             moments.append(Moment(entry.at, "exchange", current))
         elif entry.kind is HistoryKind.EVENT and current is not None and current.reply is None:
             current.reply, current.reply_at, current.error = entry.type, entry.at, entry.detail
-            spec = COMMANDS.get(current.command)
-            current.succeeded = spec is not None and entry.type == spec.reply.success
+            action = ACTIONS.get(current.command)
+            current.succeeded = action is not None and entry.type == action.success
         elif entry.kind is HistoryKind.DEADLINE:
             target = exchanges.get(entry.message_id or "") or current
             if target is not None:
                 target.deadlines.append(entry.at)
         elif entry.kind is HistoryKind.STATUS:
             moments.append(Moment(entry.at, "status", title=entry.type, detail=entry.detail))
+        elif entry.kind in (HistoryKind.COMPENSATION, HistoryKind.OPERATOR):
+            title = entry.type if entry.kind is HistoryKind.COMPENSATION else f"operator: {entry.type}"
+            moments.append(Moment(entry.at, "note", title=title, detail=entry.detail))
         else:
             title = f"{entry.type} (changed nothing)"
             moments.append(Moment(entry.at, "ignored", title=title, detail=entry.detail))
@@ -173,7 +170,9 @@ def step_states(saga: CreateOrderSaga, exchanges: list[Exchange]) -> list[dict[s
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return json.dumps(
+        without_non_finite(value), indent=2, ensure_ascii=False, sort_keys=True, default=str, allow_nan=False
+    )
 
 
 def create_templates() -> Jinja2Templates:

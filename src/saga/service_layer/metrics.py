@@ -13,14 +13,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from saga.domain.messages import COMMANDS, EVENT_TYPES, Event
-from saga.domain.saga import COMPENSATION_COMMAND, Awaiting, CreateOrderSaga, HistoryKind, SagaStatus
+from saga.domain.messages import COMMANDS, Event
+from saga.domain.saga import Awaiting, CreateOrderSaga, HistoryKind, SagaStatus, Undo, UndoStatus
+from saga.domain.steps import ACTIONS, EVENT_TYPES, UNDO
 from saga.ports.clock import Clock
 from saga.ports.persistence import UnitOfWorkFactory
 
@@ -30,7 +32,15 @@ deadlines times their re-sends (minutes) when it does not."""
 STEP_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 """Seconds from a command's delivery to its reply."""
 
-COMPENSATION_KINDS = tuple(COMPENSATION_COMMAND.values())
+COMPENSATION_KINDS = tuple(spec.action.command for spec in UNDO.values())
+COMPENSATION_OUTCOMES = {
+    UndoStatus.RUNNING: "started",
+    UndoStatus.CONFIRMED: "confirmed",
+    UndoStatus.UNCONFIRMED: "gave_up",
+    UndoStatus.UNKNOWN: "gave_up",
+}
+"""The compensation outcome a change of an undo's status counts as; `rejected` and
+`no_reply` are counted from the reply or the deadline."""
 OTHER = "other"
 """The label value of anything outside the contract's names, which keeps labels bounded."""
 
@@ -61,6 +71,19 @@ DELIVERIES_REMEMBERED = 100_000
 
 def _bounded(value: str, allowed: Iterable[str]) -> str:
     return value if value in allowed else OTHER
+
+
+@dataclass(frozen=True)
+class SagaBefore:
+    """What the metrics compare a saga with after a use case changed it."""
+
+    status: SagaStatus
+    awaiting: Awaiting | None
+    compensations: tuple[Undo, ...]
+
+    @classmethod
+    def of(cls, saga: CreateOrderSaga) -> SagaBefore:
+        return cls(saga.status, saga.awaiting, tuple(saga.compensations))
 
 
 class Metrics:
@@ -163,15 +186,15 @@ class Metrics:
     def saga_changed(
         self,
         saga: CreateOrderSaga,
-        awaiting_before: Awaiting | None,
-        status_before: SagaStatus,
+        before: SagaBefore,
         now: datetime,
         reply: Event | None = None,
         deadline: bool = False,
     ) -> None:
         """Records what one committed use case did to `saga`: the reply it applied (its
-        step's duration, a compensation confirmed or rejected), the deadline that passed,
-        the compensation it started, the final status it reached."""
+        step's duration, a compensation rejected), the deadline that passed, each
+        compensation started, confirmed or given up, the final status it reached."""
+        awaiting_before = before.awaiting
         if reply is not None and awaiting_before is not None:
             self._replied(saga, awaiting_before, reply, now)
         if deadline and awaiting_before is not None and awaiting_before.sent:
@@ -179,25 +202,21 @@ class Metrics:
             self._deadlines.labels(_bounded(command, COMMANDS)).inc()
             if command in COMPENSATION_KINDS:
                 self._compensations.labels(command, "no_reply").inc()
-        awaiting = saga.awaiting
-        if (
-            awaiting is not None
-            and awaiting.command_type in COMPENSATION_KINDS
-            and (awaiting_before is None or awaiting_before.command_type != awaiting.command_type)
-        ):
-            self._compensations.labels(awaiting.command_type, "started").inc()
-        if saga.status is not status_before and saga.status.is_final:
+        for index, undo in enumerate(saga.compensations):
+            earlier = before.compensations[index].status if index < len(before.compensations) else None
+            outcome = COMPENSATION_OUTCOMES.get(undo.status)
+            if undo.status is not earlier and outcome is not None:
+                self._compensations.labels(_bounded(undo.command_type, COMPENSATION_KINDS), outcome).inc()
+        if saga.status is not before.status and saga.status.is_final:
             self._finished.labels(saga.status.value).inc()
             ended = saga.completed_at or now
             self._duration.labels(saga.status.value).observe(max((ended - saga.created_at).total_seconds(), 0.0))
-            if saga.status is SagaStatus.COMPENSATION_FAILED and awaiting_before is not None:
-                self._compensations.labels(_bounded(awaiting_before.command_type, COMPENSATION_KINDS), "gave_up").inc()
 
     def _replied(self, saga: CreateOrderSaga, awaiting: Awaiting, reply: Event, now: datetime) -> None:
-        spec = COMMANDS.get(awaiting.command_type)
-        if spec is None or reply.type not in (spec.reply.success, spec.reply.failure):
+        action = ACTIONS.get(awaiting.command_type)
+        if action is None or reply.type not in action.replies:
             return
-        succeeded = reply.type == spec.reply.success
+        succeeded = reply.type == action.success
         with self._deliveries_lock:
             sent_at = self._deliveries.pop(awaiting.message_id, None)
         if sent_at is None:
@@ -214,8 +233,8 @@ class Metrics:
             self._step_duration.labels(awaiting.command_type, "success" if succeeded else "failure").observe(
                 max((now - sent_at).total_seconds(), 0.0)
             )
-        if awaiting.command_type in COMPENSATION_KINDS:
-            self._compensations.labels(awaiting.command_type, "confirmed" if succeeded else "rejected").inc()
+        if awaiting.command_type in COMPENSATION_KINDS and not succeeded:
+            self._compensations.labels(awaiting.command_type, "rejected").inc()
 
     # ----------------------------------------------------------- consumers
 

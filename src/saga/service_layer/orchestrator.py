@@ -32,7 +32,7 @@ from saga.ports.persistence import (
     UnitOfWorkFactory,
 )
 from saga.service_layer.log_context import bind, log_context
-from saga.service_layer.metrics import Metrics
+from saga.service_layer.metrics import Metrics, SagaBefore
 from saga.service_layer.relay_queue import RelayQueue
 
 log = logging.getLogger(__name__)
@@ -224,12 +224,12 @@ class SagaOrchestrator:
                 saga.note_duplicate(event, now)
                 self._store(uow, saga, [])
                 return EventOutcome.DUPLICATE
-            ignored_before, status_before, awaiting_before = saga.ignored_events, saga.status, saga.awaiting
+            ignored_before, status_before, before = saga.ignored_events, saga.status, SagaBefore.of(saga)
             commands = saga.handle(event, now, self._policy)
             self._store(uow, saga, commands, status_before)
             ignored = saga.ignored_events > ignored_before
         if not ignored:
-            self._metrics.saga_changed(saga, awaiting_before, status_before, now, reply=event)
+            self._metrics.saga_changed(saga, before, now, reply=event)
             log.debug("saga %s: %s applied; %s at %s", saga.id, event.type, saga.status, saga.current_step)
         self._queued(commands)
         self._log_status(saga, status_before)
@@ -268,10 +268,10 @@ class SagaOrchestrator:
                 self._metrics.count("deadlines_postponed")
                 log.info("saga %s: %s not delivered yet; its deadline waits", saga.id, saga.awaiting.command_type)
                 return 1
-            status_before, awaiting_before = saga.status, saga.awaiting
+            status_before, before = saga.status, SagaBefore.of(saga)
             commands = saga.on_deadline(now, self._policy)
             self._store(uow, saga, commands, status_before)
-        self._metrics.saga_changed(saga, awaiting_before, status_before, now, deadline=True)
+        self._metrics.saga_changed(saga, before, now, deadline=True)
         self._queued(commands)
         self._log_status(saga, status_before)
         return 1
@@ -285,7 +285,7 @@ class SagaOrchestrator:
                     saga = uow.sagas.get(saga_id)
                     if saga is None:
                         return None
-                    status_before, awaiting_before = saga.status, saga.awaiting
+                    status_before, before = saga.status, SagaBefore.of(saga)
                     commands = saga.cancel(reason, now, self._policy)
                     if saga.status is not status_before:
                         self._store(uow, saga, commands, status_before)
@@ -297,7 +297,7 @@ class SagaOrchestrator:
                 saga = self._written_after_all(saga_id, error, lambda stored: stored.cancel_requested)
                 commands = []
             if saga is not None and saga.status is not status_before:
-                self._metrics.saga_changed(saga, awaiting_before, status_before, now)
+                self._metrics.saga_changed(saga, before, now)
             self._queued(commands)
             return saga
         raise ConcurrencyConflict(f"saga {saga_id} kept changing while cancelling")
