@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from saga.adapters.sql.migrations import upgrade
 from saga.domain.messages import Participant
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
-from saga.entrypoints.config import Settings
+from saga.entrypoints.config import HttpSettings, Settings
 from saga.entrypoints.container import Container
 from saga.entrypoints.http_api import create_app
 
@@ -54,12 +55,16 @@ EXPECTED = {
 DURATION = re.compile(r"^\d[\d,]*(\.\d+)? (ms|s|min)$")
 
 
+ADMIN_TOKEN = "operator-s3cret"
+
+
 @dataclass
 class Operated:
     base: str
     container: Container
     sagas: dict[str, str]
     """Saga id by customer id."""
+    participants: ScriptedParticipants
 
     def saga(self, customer: str) -> CreateOrderSaga:
         saga = self.container.orchestrator().get(self.sagas[customer])
@@ -78,6 +83,19 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str =
 
 @pytest.fixture
 def operated(tmp_path: Path) -> Iterator[Operated]:
+    with operating(tmp_path, admin_token=None) as running:
+        yield running
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[Operated]:
+    with operating(tmp_path, admin_token=ADMIN_TOKEN) as running:
+        yield running
+
+
+@contextmanager
+def operating(tmp_path: Path, admin_token: str | None) -> Iterator[Operated]:
+    """An orchestrator with one saga of each status (EXPECTED), served on a free port."""
     url = f"sqlite:///{tmp_path / 'saga.db'}"
     upgrade(url)
     policy = SagaPolicy(
@@ -86,7 +104,12 @@ def operated(tmp_path: Path) -> Iterator[Operated]:
         compensation_backoff=timedelta(milliseconds=50),
     )
     settings = Settings(
-        database_url=url, transport="memory", policy=policy, sweep_interval_seconds=0.05, relay_poll_seconds=0.05
+        database_url=url,
+        transport="memory",
+        policy=policy,
+        sweep_interval_seconds=0.05,
+        relay_poll_seconds=0.05,
+        http=HttpSettings(admin_token=admin_token),
     )
     container = Container(settings=settings)
     participants = ScriptedParticipants(SCRIPT)
@@ -95,7 +118,7 @@ def operated(tmp_path: Path) -> Iterator[Operated]:
     with served(create_app(container)) as base:
         orchestrator = container.orchestrator()
         sagas = {customer: orchestrator.start(customer, SEED_ORDER["order_details"]).id for customer in EXPECTED}
-        operated = Operated(base, container, sagas)
+        operated = Operated(base, container, sagas, participants)
         for customer, status in EXPECTED.items():
             wait_until(lambda c=customer, s=status: operated.saga(c).status is s, what=f"{customer} {status}")
         yield operated
@@ -227,3 +250,54 @@ def test_an_unknown_saga_has_a_page_saying_so(operated: Operated, browser: WebDr
     assert "There is no saga 00000000-0000-0000-0000-000000000001" in browser.find_element(By.TAG_NAME, "main").text
     browser.get(f"{operated.base}/ui/sagas/not-a-uuid")
     assert "A saga id is a UUID" in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_retry_from_the_page_runs_a_compensation_failed_sagas_compensations_again(
+    operated: Operated, browser: WebDriver, tmp_path: Path
+) -> None:
+    saga_id = operated.sagas["undo-refused-customer"]
+    browser.get(f"{operated.base}/ui/sagas/{saga_id}")
+    assert text_of(browser, "status") == "COMPENSATION_FAILED"
+    assert browser.find_element(By.ID, "cancel").get_attribute("disabled") is not None
+    operated.participants.script["undo-refused-customer"]["fail"].discard("CANCEL_ORDER")  # the order service is fixed
+
+    browser.find_element(By.ID, "operator").send_keys("dana")
+    browser.find_element(By.ID, "retry").click()
+    wait_until(lambda: text_of(browser, "status") == "FAILED", what="FAILED on the page after the retry")
+    assert "accepted" in text_of(browser, "action-result")
+    notes = [n.get_attribute("textContent") for n in browser.find_elements(By.CSS_SELECTOR, "#timeline tr.note")]
+    assert any("operator: retry" in note and "asked by dana" in note for note in notes), notes
+    outcomes = [
+        c.get_attribute("data-outcome")
+        for c in browser.find_elements(By.CSS_SELECTOR, '#compensations li[data-compensation="CANCEL_ORDER"]')
+    ]
+    assert outcomes == ["failed", "failed", "confirmed"]
+    assert operated.saga("undo-refused-customer").status is SagaStatus.FAILED
+    screenshot(browser, tmp_path, "ui-saga-retried.png")
+
+
+def test_with_an_admin_token_an_action_without_it_is_refused(guarded: Operated, browser: WebDriver) -> None:
+    saga_id = guarded.sagas["cancel-me-customer"]
+    browser.get(f"{guarded.base}/ui/sagas/{saga_id}")
+    assert not browser.find_element(By.ID, "token").is_displayed()
+
+    browser.find_element(By.ID, "cancel").click()
+    wait_until(lambda: accept_alert(browser), 5, "the confirmation dialog")
+    wait_until(lambda: text_of(browser, "action-result").startswith("Refused"), 5, "the refusal")
+    assert "bearer token" in text_of(browser, "action-result")
+    assert browser.find_element(By.ID, "token").is_displayed()  # the page asks for the token
+    assert guarded.saga("cancel-me-customer").status is SagaStatus.STARTED  # nothing changed
+
+    browser.find_element(By.ID, "token").send_keys("not-the-token")
+    browser.find_element(By.ID, "cancel").click()
+    wait_until(lambda: accept_alert(browser), 5, "the confirmation dialog")
+    wait_until(lambda: text_of(browser, "action-result").startswith("Refused"), 5, "the refusal of a wrong token")
+    assert guarded.saga("cancel-me-customer").status is SagaStatus.STARTED
+
+    token = browser.find_element(By.ID, "token")
+    token.clear()
+    token.send_keys(ADMIN_TOKEN)
+    browser.find_element(By.ID, "cancel").click()
+    wait_until(lambda: accept_alert(browser), 5, "the confirmation dialog")
+    wait_until(lambda: text_of(browser, "status") == "CANCELLED", what="CANCELLED with the token")
+    assert guarded.saga("cancel-me-customer").status is SagaStatus.CANCELLED

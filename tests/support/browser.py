@@ -80,7 +80,10 @@ class ScriptedParticipants:
     (steps or compensations, e.g. "UPDATE_ORDER_STATUS") that fail and those that never answer."""
 
     def __init__(self, script: dict[str, dict[str, set[str]]]) -> None:
-        self._script = script
+        self.script = {
+            customer: {kind: set(actions) for kind, actions in plan.items()} for customer, plan in script.items()
+        }
+        """Read at every command: a test may change it while sagas run."""
         self._customers: dict[str, str] = {}
         self._answer = SimulatedParticipants()
         self._refuse = {action: SimulatedParticipants(fail_step=action) for action in ACTION_COMMAND}
@@ -93,7 +96,7 @@ class ScriptedParticipants:
             if "customer_id" in payload:
                 self._customers.setdefault(saga_id, str(payload["customer_id"]))
             customer = self._customers.get(saga_id, "")
-        plan = self._script.get(customer, {})
+        plan = self.script.get(customer, {})
         action = next((a for a, c in ACTION_COMMAND.items() if c == command.get("type")), "")
         if action in plan.get("silent", set()):
             return None

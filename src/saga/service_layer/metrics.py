@@ -64,6 +64,7 @@ SIMPLE_COUNTERS = {
     "kafka_consumer_reconnects": "Times an event consumer lost the broker and connected again.",
     "kafka_commit_failures": "Consumer offset commits that failed (the records may be delivered again).",
     "db_commits": "Database transactions committed by this process.",
+    "operator_retries": "Operator retries of a saga's unconfirmed compensations or clean-ups.",
 }
 DELIVERIES_REMEMBERED = 100_000
 """Delivery times kept to measure a step's duration; past this the oldest are forgotten."""

@@ -313,7 +313,7 @@ class SagaOrchestrator:
                     saga = uow.sagas.get(saga_id)
                     if saga is None:
                         return None
-                    status_before = saga.status
+                    status_before, before = saga.status, SagaBefore.of(saga)
                     commands = saga.retry(operator, now, self._policy)
                     self._store(uow, saga, commands, status_before)
             except ConcurrencyConflict:
@@ -324,6 +324,7 @@ class SagaOrchestrator:
                 saga = self._written_after_all(saga_id, error, partial(_holds_retry_at, at=now))
                 commands = []
             self._metrics.count("operator_retries")
+            self._metrics.saga_changed(saga, before, now)
             self._queued(commands)
             log.info("saga %s: retry asked by %s; %d command(s) sent again", saga.id, operator, len(commands))
             return saga
