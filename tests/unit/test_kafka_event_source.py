@@ -92,6 +92,9 @@ class GroupStandIn:
     def in_stable_group(self) -> bool:
         return self.stable
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
     def commit(self, done: Any) -> None:
         pass
 

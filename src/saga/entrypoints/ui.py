@@ -4,7 +4,7 @@ Server-rendered with Jinja2 through Starlette; one small script and one styleshe
 served from /ui/static/ by the orchestrator itself (the pages work with no internet).
 The pages show what the `GET /api/sagas` endpoints show; the cancel and retry buttons
 call `POST /api/sagas/{id}/cancel` and `/retry`, sending the operator's bearer token
-when the orchestrator asks for one (CONTRACT.md, "HTTP API (orchestrator)").
+when the orchestrator asks for one (docs/contract.md, "HTTP API").
 Dates are formatted by Babel, in UTC.
 """
 
