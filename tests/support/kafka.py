@@ -57,12 +57,15 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, tim
 
 
 @contextmanager
-def tansu_broker(port: int, log: Path) -> Iterator[str]:
-    """Runs a Tansu broker on 127.0.0.1:`port` (in-memory storage); yields its bootstrap address."""
+def tansu_broker(port: int, log: Path, advertised_port: int | None = None) -> Iterator[str]:
+    """Runs a Tansu broker on 127.0.0.1:`port` (in-memory storage); yields its bootstrap address.
+
+    With `advertised_port` it tells clients to connect there instead (a proxy in front of it)."""
     address = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", address, "--advertised-listener-url", address],
+            [str(tansu_binary()), "broker", "--listener-url", address, "--advertised-listener-url", advertised],
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

@@ -81,6 +81,7 @@ class KafkaRecordConsumer:
                 request_timeout_ms=settings.request_timeout_ms,
                 bootstrap_timeout_ms=settings.connect_timeout_ms,
                 reconnect_backoff_max_ms=settings.retry_backoff_max_ms,
+                **settings.client_options(),
             )
 
     def poll(self, timeout_ms: int) -> list[InboundRecord]:

@@ -52,6 +52,7 @@ def create_producer(settings: KafkaSettings, client_id: str) -> KafkaProducer:
         request_timeout_ms=settings.request_timeout_ms,
         delivery_timeout_ms=settings.delivery_timeout_ms,
         reconnect_backoff_max_ms=settings.retry_backoff_max_ms,
+        **settings.client_options(),
     )
 
 
@@ -68,6 +69,7 @@ def ensure_topics(settings: KafkaSettings) -> bool:
             client_id="create-order-saga-admin",
             bootstrap_timeout_ms=settings.connect_timeout_ms,
             request_timeout_ms=settings.request_timeout_ms,
+            **settings.client_options(),
         )
     except KafkaError as error:
         log.warning("kafka unreachable at %s, topics not checked: %s", settings.bootstrap_servers, error)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from saga.domain.messages import Participant
 
@@ -23,6 +25,10 @@ DEFAULT_TOPICS = {
 LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 # host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
 BOOTSTRAP_SERVER = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class InvalidKafkaSettings(ValueError):
@@ -58,6 +64,22 @@ class KafkaSettings:
     """Longest pause between attempts while the broker or the database cannot be reached."""
     event_participants: tuple[Participant, ...] = tuple(Participant)
     """Whose event topics are consumed: the participants reached over Kafka."""
+    security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS), for every client."""
+    ssl_cafile: str | None = None
+    """PEM file of the CA that signed the brokers' certificates; None trusts the system's CAs."""
+    ssl_certfile: str | None = None
+    """PEM client certificate, for brokers that ask for one (mutual TLS)."""
+    ssl_keyfile: str | None = None
+    """PEM private key of `ssl_certfile`."""
+    ssl_password: str | None = None
+    """Password of `ssl_keyfile`, when it is encrypted."""
+    ssl_check_hostname: bool = True
+    """Check that the broker's certificate names the host connected to."""
+    sasl_mechanism: str | None = None
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required by the SASL protocols."""
+    sasl_username: str | None = None
+    sasl_password: str | None = None
 
     def __post_init__(self) -> None:
         """Raises InvalidKafkaSettings, naming the fields, for values the client would refuse."""
@@ -85,6 +107,46 @@ class KafkaSettings:
             raise InvalidKafkaSettings("fetch_max_wait_ms must be below request_timeout_ms")
         if self.delivery_timeout_ms <= self.linger_ms + self.request_timeout_ms:
             raise InvalidKafkaSettings("delivery_timeout_ms must be above request_timeout_ms plus linger_ms")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise InvalidKafkaSettings(f"security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise InvalidKafkaSettings(f"{name} must be a readable file, got {path!r}")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise InvalidKafkaSettings("ssl_certfile and ssl_keyfile must be given together")
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise InvalidKafkaSettings(
+                    f"sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)} with {self.security_protocol}"
+                )
+            if not self.sasl_username or not self.sasl_password:
+                raise InvalidKafkaSettings(
+                    f"sasl_username and sasl_password are required with {self.security_protocol}"
+                )
+        elif self.sasl_mechanism is not None:
+            raise InvalidKafkaSettings("sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL")
+
+    def client_options(self) -> dict[str, Any]:
+        """The connection security options of every kafka-python client (producer, consumer,
+        admin), by kafka-python's names; empty for PLAINTEXT."""
+        options: dict[str, Any] = {}
+        if self.security_protocol == "PLAINTEXT":
+            return options
+        options["security_protocol"] = self.security_protocol
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_check_hostname"] = self.ssl_check_hostname
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+                if getattr(self, name) is not None:
+                    options[name] = getattr(self, name)
+        if self.security_protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password
+        return options
 
     def command_topic(self, participant: Participant) -> str:
         return self.topics[f"{participant.value}_commands"]

@@ -233,6 +233,31 @@ class Environment(BaseSettings):
     saga_kafka_retry_backoff_max_ms: int = setting(
         10_000, "longest pause between reconnection attempts to the broker", ge=1, le=KAFKA_MS
     )
+    saga_kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = setting(
+        "PLAINTEXT", "how every Kafka client connects: `SSL` is TLS, `SASL_SSL` SASL over TLS (docs/kafka.md)"
+    )
+    saga_kafka_ssl_cafile: str | None = setting(
+        None,
+        "CA certificate(s) the brokers' certificates are checked against",
+        accepts="a readable PEM file; unset: the system's CAs",
+    )
+    saga_kafka_ssl_certfile: str | None = setting(
+        None, "client certificate, for brokers that require one (mutual TLS)", accepts="a readable PEM file"
+    )
+    saga_kafka_ssl_keyfile: str | None = setting(
+        None, "private key of `SAGA_KAFKA_SSL_CERTFILE`", accepts="a readable PEM file"
+    )
+    saga_kafka_ssl_password: str | None = setting(
+        None, "password of an encrypted `SAGA_KAFKA_SSL_KEYFILE`", accepts="any text"
+    )
+    saga_kafka_ssl_check_hostname: bool = setting(
+        True, "check that the broker's certificate names the host connected to", accepts="`true` or `false`"
+    )
+    saga_kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = setting(
+        None, "SASL mechanism, required with the `SASL_*` protocols"
+    )
+    saga_kafka_sasl_username: str | None = setting(None, "SASL user name", accepts="any text")
+    saga_kafka_sasl_password: str | None = setting(None, "SASL password", accepts="any text")
 
     # Background work.
     saga_relay_poll_seconds: float = setting(
@@ -394,6 +419,15 @@ class Environment(BaseSettings):
                 delivery_timeout_ms=self.saga_kafka_delivery_timeout_ms,
                 linger_ms=self.saga_kafka_linger_ms,
                 retry_backoff_max_ms=self.saga_kafka_retry_backoff_max_ms,
+                security_protocol=self.saga_kafka_security_protocol,
+                ssl_cafile=self.saga_kafka_ssl_cafile,
+                ssl_certfile=self.saga_kafka_ssl_certfile,
+                ssl_keyfile=self.saga_kafka_ssl_keyfile,
+                ssl_password=self.saga_kafka_ssl_password,
+                ssl_check_hostname=self.saga_kafka_ssl_check_hostname,
+                sasl_mechanism=self.saga_kafka_sasl_mechanism,
+                sasl_username=self.saga_kafka_sasl_username,
+                sasl_password=self.saga_kafka_sasl_password,
             )
         except InvalidKafkaSettings as invalid:
             raise ConfigError(_name_variables(str(invalid), KAFKA_VARIABLES)) from None
