@@ -32,7 +32,6 @@ from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.entrypoints.config import HttpSettings, Settings
 from saga.entrypoints.container import Container
-from saga.entrypoints.http_api import create_app
 
 __all__ = ["browser"]
 
@@ -115,7 +114,7 @@ def operating(tmp_path: Path, admin_token: str | None) -> Iterator[Operated]:
     participants = ScriptedParticipants(SCRIPT)
     transport = InMemoryTransport({participant: participants.handle for participant in Participant})
     container.memory_transport.override(providers.Object(transport))
-    with served(create_app(container)) as base:
+    with served(container) as base:
         orchestrator = container.orchestrator()
         sagas = {customer: orchestrator.start(customer, SEED_ORDER["order_details"]).id for customer in EXPECTED}
         operated = Operated(base, container, sagas, participants)

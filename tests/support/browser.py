@@ -24,6 +24,8 @@ from tests.support.servers import free_port
 
 from saga.adapters.simulated_participants import ACTION_COMMAND, SimulatedParticipants
 from saga.domain.messages import JsonObject
+from saga.entrypoints.container import Container, running
+from saga.entrypoints.http_api import create_app
 
 # Without the background-networking flags Chromium keeps trying to reach the internet, which
 # this machine refuses; the user-data directory is new for every browser.
@@ -58,8 +60,14 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 
 @contextmanager
-def served(app: Starlette) -> Iterator[str]:
-    """Serves `app` with uvicorn on a free port in a thread (its lifespan runs the worker); yields the base URL."""
+def served(container: Container) -> Iterator[str]:
+    """Runs the container's resources (the worker among them) and serves its app with uvicorn
+    on a free port in a thread; yields the base URL."""
+    with running(container):
+        yield from _serve(create_app(container))
+
+
+def _serve(app: Starlette) -> Iterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
