@@ -116,6 +116,15 @@ def test_a_create_order_answered_after_its_deadline_leaves_no_pending_order(rig:
     assert saga["status"] == "FAILED", saga
     assert history(saga, "command")[:3] == ["create_order", "create_order", "cancel_order"]
     assert ledger_of(rig, saga["id"]) == [("order", "CANCELLED"), ("order", "CANCELLED")]
+    orders = sorted(row["id"] for row in rig.ledger_rows() if row["saga_id"] == saga["id"])
+    # The cancel_order sent with a null id learned the first order's id; the second order was
+    # undone as a compensation or, once the saga had ended, as a clean-up.
+    undone = [*saga["compensations"], *saga["cleanups"]]
+    assert sorted((u["command"], u["id"], u["status"]) for u in undone) == [
+        ("cancel_order", order_id, "confirmed") for order_id in orders
+    ]
+    learned = [entry["detail"] for entry in saga["history"] if (entry["detail"] or "").startswith("learned order")]
+    assert len(learned) == 1, saga["history"]
     assert unconfirmed(saga) == [] and acknowledged_for(audited, saga["id"]) == []
 
 
