@@ -10,8 +10,8 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import math
 import sqlite3
+import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,24 +52,26 @@ def order(customer_id: str) -> bytes:
 # ---------------------------------------------------------------- stats
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks; q in [0, 100]."""
+def percentiles(values: Sequence[float], *qs: int) -> list[float | None]:
+    """The q-th percentiles (q in 1..99) by linear interpolation between closest ranks
+    (`statistics.quantiles`, inclusive method); None for each when there are no values."""
     if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+        return [None for _ in qs]
+    if len(values) == 1:
+        return [values[0] for _ in qs]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return [cuts[q - 1] for q in qs]
 
 
 def summary_ms(seconds: Sequence[float]) -> dict[str, float | int | None]:
     """count, median, p95, p99, max and mean of durations given in seconds, in milliseconds."""
     ms = [s * 1000 for s in seconds]
+    median, p95, p99 = percentiles(ms, 50, 95, 99)
     return {
         "count": len(ms),
-        "median": percentile(ms, 50),
-        "p95": percentile(ms, 95),
-        "p99": percentile(ms, 99),
+        "median": median,
+        "p95": p95,
+        "p99": p99,
         "max": max(ms) if ms else None,
         "mean": sum(ms) / len(ms) if ms else None,
     }

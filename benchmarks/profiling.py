@@ -1,13 +1,14 @@
-"""py-spy profiles of orchestrator processes during a saturation run, with a text summary and an SVG.
+"""py-spy profiles of orchestrator processes during a saturation run: py-spy's flame graph, and a text summary.
 
-py-spy records collapsed stacks (`--format raw`, one "frame;frame;frame count" per
-line, thread names included). From them this module writes the functions taking
-most samples (inclusive and self) and a flame graph SVG, so one recording gives both.
+Two py-spy recorders sample each process: one writes py-spy's own flame graph SVG
+(`--format flamegraph`), the other collapsed stacks (`--format raw`, one
+"frame;frame;frame count" per line, thread names included), from which this module
+writes the functions taking most samples (inclusive and self), by thread, operation
+and component.
 """
 
 from __future__ import annotations
 
-import html
 import re
 import shutil
 import signal
@@ -31,7 +32,8 @@ class Recording:
     name: str
     pid: int
     raw: Path
-    process: subprocess.Popen[bytes]
+    svg: Path
+    processes: list[subprocess.Popen[bytes]]
 
 
 class Profiler:
@@ -44,55 +46,59 @@ class Profiler:
         self.binary = py_spy()
 
     def start(self, name: str, pid: int) -> None:
-        if self.binary is None:
+        binary = self.binary
+        if binary is None:
             return
         self._folder.mkdir(parents=True, exist_ok=True)
         raw = self._folder / f"{self._prefix}-{name}.txt"
+        svg = raw.with_suffix(".svg")
+        processes = [self._record(binary, pid, "raw", raw), self._record(binary, pid, "flamegraph", svg)]
+        self._recordings.append(Recording(name, pid, raw, svg, processes))
+
+    def _record(self, binary: str, pid: int, output_format: str, output: Path) -> subprocess.Popen[bytes]:
         argv = [
-            self.binary,
+            binary,
             "record",
             "--pid",
             str(pid),
             "--format",
-            "raw",
+            output_format,
             "--threads",
             "--rate",
             str(self._rate),
             "--output",
-            str(raw),
+            str(output),
             "--nonblocking",
         ]
         if self._gil:
             argv.append("--gil")
-        log = raw.with_suffix(".log").open("wb")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self._recordings.append(Recording(name, pid, raw, process))
+        with output.with_suffix(output.suffix + ".log").open("wb") as log:
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> list[dict[str, Any]]:
         """Stops every recording (SIGINT makes py-spy write its file); returns a summary of each."""
         summaries: list[dict[str, Any]] = []
-        for recording in self._recordings:
-            if recording.process.poll() is None:
-                recording.process.send_signal(signal.SIGINT)
+        processes = [process for recording in self._recordings for process in recording.processes]
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
             try:
-                recording.process.wait(30)
+                process.wait(30)
             except subprocess.TimeoutExpired:
-                recording.process.kill()
-                recording.process.wait()
+                process.kill()
+                process.wait()
         for recording in self._recordings:
             if not recording.raw.exists():
                 summaries.append(
                     {
                         "name": recording.name,
                         "error": "py-spy wrote nothing",
-                        "log": str(recording.raw.with_suffix(".log")),
+                        "log": str(recording.raw.with_suffix(".txt.log")),
                     }
                 )
                 continue
             stacks = read_collapsed(recording.raw)
-            svg = recording.raw.with_suffix(".svg")
-            svg.write_text(flame_graph_svg(stacks, f"{self._prefix} {recording.name} (pid {recording.pid})"))
             text = recording.raw.with_name(recording.raw.stem + "-top.txt")
             report = top_report(stacks)
             text.write_text(report)
@@ -101,7 +107,7 @@ class Profiler:
                     "name": recording.name,
                     "samples": sum(stacks.values()),
                     "raw": str(recording.raw),
-                    "svg": str(svg),
+                    "svg": str(recording.svg) if recording.svg.exists() else None,
                     "top": str(text),
                 }
             )
@@ -110,9 +116,10 @@ class Profiler:
 
     def kill(self) -> None:
         for recording in self._recordings:
-            if recording.process.poll() is None:
-                recording.process.kill()
-                recording.process.wait()
+            for process in recording.processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
 
 
 def read_collapsed(path: Path) -> Counter[str]:
@@ -220,65 +227,3 @@ def top_report(stacks: Counter[str], limit: int = 45) -> str:
     lines += ["", "self (the innermost frame):"]
     lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in self_time.most_common(limit)]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------- flame graph
-
-
-def flame_graph_svg(stacks: Counter[str], title: str, width: int = 1600, row: int = 16) -> str:
-    """A minimal flame graph (root at the bottom); hover a box for its name, samples and share."""
-
-    def node() -> dict[str, Any]:
-        return {"count": 0, "children": {}}
-
-    root = node()
-    for stack, count in stacks.items():
-        current = root
-        current["count"] += count
-        for frame in stack.split(";"):
-            child = current["children"].get(frame)
-            if child is None:
-                child = current["children"][frame] = node()
-            child["count"] += count
-            current = child
-    total = root["count"] or 1
-
-    def depth(n: dict[str, Any]) -> int:
-        return 1 + max((depth(c) for c in n["children"].values()), default=0)
-
-    levels = depth(root)
-    height = (levels + 2) * row + 30
-    boxes: list[str] = []
-
-    def draw(n: dict[str, Any], name: str, x: float, level: int) -> None:
-        w = width * n["count"] / total
-        if w < 0.3:
-            return
-        y = height - (level + 1) * row - 10
-        share = 100 * n["count"] / total
-        hue = 20 + (hash(frame_function(name)) % 40)
-        label = html.escape(name)
-        text = html.escape(_fit(frame_function(name), w))
-        boxes.append(
-            f"<g><title>{label} ({n['count']} samples, {share:.1f}%)</title>"
-            f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 1}" fill="hsl({hue},90%,{55 + level % 3 * 5}%)"/>'
-            f'<text x="{x + 3:.1f}" y="{y + row - 4}">{text}</text></g>'
-        )
-        child_x = x
-        for child_name, child in sorted(n["children"].items()):
-            draw(child, child_name, child_x, level + 1)
-            child_x += width * child["count"] / total
-
-    draw(root, "all", 0.0, 0)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11">'
-        f'<rect width="100%" height="100%" fill="#fdfdf5"/>'
-        f'<text x="8" y="18" font-size="14">{html.escape(title)}: {total} samples</text>' + "".join(boxes) + "</svg>\n"
-    )
-
-
-def _fit(text: str, width: float, char: float = 6.6) -> str:
-    room = int((width - 6) / char)
-    if room < 3:
-        return ""
-    return text if len(text) <= room else text[: room - 1] + "…"

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import phases, report
+from benchmarks import phases, profiling, report
 from benchmarks.infra import kafka_broker, postgres_server
 
 SCALE = ("inflight", "paging")
@@ -145,6 +145,26 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
+class NothingToCompare(Exception):
+    """An earlier run's results that cannot be read: the message says which and why."""
+
+
+def _earlier_run(path: str) -> dict[str, Any]:
+    """The results of an earlier run, from its JSON file."""
+    file = Path(path)
+    if not file.is_file():
+        raise NothingToCompare(
+            f"nothing to compare: {path} does not exist (each run writes bench-results/<time>.json and latest.json)"
+        )
+    try:
+        results = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise NothingToCompare(f"nothing to compare: {path} is not a benchmark result ({error})") from None
+    if not isinstance(results, dict) or "meta" not in results:
+        raise NothingToCompare(f"nothing to compare: {path} is not a benchmark result")
+    return results
+
+
 def _terminate(signum: int, frame: Any) -> None:
     # Once: a second Ctrl-C must not cut the cleanup short and leave servers running.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -154,13 +174,27 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.compare_only:
-        old, new = (json.loads(Path(p).read_text()) for p in args.compare_only)
-        print(report.compare(old, new), end="")
-        return 0
-    if args.show:
-        print(report.table(json.loads(Path(args.show).read_text())), end="")
-        return 0
+    old: dict[str, Any] | None = None
+    try:
+        if args.compare_only:
+            first, second = (_earlier_run(p) for p in args.compare_only)
+            print(report.compare(first, second), end="")
+            return 0
+        if args.show:
+            print(report.table(_earlier_run(args.show)), end="")
+            return 0
+        # Read first: the old file may be latest.json, which this run overwrites.
+        old = _earlier_run(args.compare) if args.compare else None
+    except NothingToCompare as missing:
+        print(f"benchmark: {missing}", file=sys.stderr)
+        if args.compare_only or args.show:
+            return 2
+    if args.profile and profiling.py_spy() is None:
+        print(
+            "benchmark: --profile needs py-spy, which is not installed (pip install py-spy); running without profiles",
+            file=sys.stderr,
+        )
+        args.profile = False
     configs = [c.strip() for c in args.configs.split(",") if c.strip() and c.strip() != "none"]
     unknown = [c for c in configs if c not in phases.CONFIGS]
     scale = [s.strip() for s in args.scale.split(",") if s.strip() and s.strip() != "none"]
@@ -175,8 +209,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--env wants NAME=VALUE, got {item!r}", file=sys.stderr)
             return 2
         extra_env[name] = value
-    # Read first: the old file may be latest.json, which this run overwrites.
-    old = json.loads(Path(args.compare).read_text()) if args.compare else None
     # Also when started with SIGINT ignored (in the background of a script): stop cleanly either way.
     signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)

@@ -3,6 +3,8 @@ and that starts and stops what a process runs (`running`)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -34,6 +36,8 @@ from saga.service_layer.receiver import EventReceiver
 from saga.service_layer.relay import OutboxRelay
 from saga.service_layer.relay_queue import RelayQueue
 from saga.service_layer.retention import Retention
+
+log = logging.getLogger(__name__)
 
 
 def simulated_participant_map(simulation: SimulatedParticipants) -> dict[Participant, CommandHandler]:
@@ -192,4 +196,6 @@ def running(container: Container) -> Iterator[Container]:
     try:
         yield container
     finally:
+        began = time.monotonic()
         container.shutdown_resources()
+        log.info("background work, publisher and database engine stopped in %.2fs", time.monotonic() - began)
