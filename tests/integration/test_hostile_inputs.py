@@ -319,3 +319,27 @@ def test_a_deployment_takes_its_largest_order(platform: str) -> None:
 
     assert response.status_code == 202, response.text
     assert wait_for_status(platform, response.json()["saga_id"], FINAL)["amount_cents"] == 99999
+
+
+# ------------------------------------------------------- stored in PostgreSQL
+
+
+@pytest.mark.postgres
+def test_postgresql_stores_and_gives_back_what_was_taken_and_nothing_it_cannot_hold(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    literal = r"\u0000"  # six characters, which PostgreSQL's JSON holds; a NUL it would not
+    env = {"DATABASE_URL": fresh_database_url, "SAGA_TRANSPORT": "memory"}
+    with saga_process(["serve"], env, tmp_path / "server.log") as base:
+        taken = post_raw(base, "/api/orders", order_text(price='"12.99"', extra=', "note": "a\\\\u0000b", "n": 1E2'))
+        refused = [
+            post_raw(base, "/api/orders", order_text(extra=', "note": "a\\u0000b"')),
+            post_raw(base, "/api/orders", order_text(extra=', "note": 1e309')),
+        ]
+
+        assert taken.status_code == 202, taken.text
+        saga = wait_for_status(base, taken.json()["saga_id"], FINAL)
+        assert saga["order_details"]["note"] == f"a{literal}b" and saga["order_details"]["n"] == 100
+        assert saga["status"] == "COMPLETED" and saga["amount_cents"] == 1299
+        assert [response.status_code for response in refused] == [400, 400]
+        assert saga_count(base) == 1
