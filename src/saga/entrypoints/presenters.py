@@ -10,7 +10,7 @@ from typing import cast
 
 from saga.adapters.envelope import decode_json, encode_json, format_timestamp, without_non_finite
 from saga.domain.messages import JsonObject
-from saga.domain.saga import CreateOrderSaga, Undo, UndoStatus
+from saga.domain.saga import CreateOrderSaga, HistoryEntry, Undo, UndoStatus
 from saga.ports.persistence import PageCursor
 
 
@@ -42,7 +42,18 @@ def saga_json(saga: CreateOrderSaga) -> JsonObject:
         "cleanups": [_undo_json(undo) for undo in saga.cleanups],
         "ignored_events": saga.ignored_events,
         "version": saga.version,
-        "history": [entry.to_dict() for entry in saga.history],
+        "history": [_history_json(entry) for entry in saga.history],
+    }
+
+
+def _history_json(entry: HistoryEntry) -> JsonObject:
+    """One history entry as the API shows it (its own shape, whatever the storage's is)."""
+    return {
+        "at": _time(entry.at),
+        "kind": entry.kind.value,
+        "type": entry.type,
+        "message_id": entry.message_id,
+        "detail": entry.detail,
     }
 
 
