@@ -85,7 +85,7 @@ def populate(database_url: str, ledger: Path, count: int, history: int) -> int:
                     uow.sagas.add(saga)
                     out.writelines(json.dumps(row) + "\n" for row in rows)
                 uow.commit()
-    container.engine().dispose()
+    container.shutdown_resources()
     return planted
 
 
@@ -115,7 +115,7 @@ def run(database_url: str, folder: Path, count: int, page_size: int, history: in
     started = time.perf_counter()
     report = audit(stored_sagas(container.unit_of_work, page_size), read_ledger(str(ledger)))
     elapsed = time.perf_counter() - started
-    container.engine().dispose()
+    container.shutdown_resources()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(report.summary())
     print(

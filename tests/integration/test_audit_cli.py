@@ -45,7 +45,7 @@ def database(tmp_path: Path) -> tuple[str, dict[str, str]]:
             uow.sagas.add(saga)
             uow.commit()
         ids[status.value] = saga.id
-    container.engine().dispose()
+    container.shutdown_resources()
     return url, ids
 
 

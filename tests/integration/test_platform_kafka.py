@@ -147,7 +147,7 @@ def test_a_timer_api_failure_undoes_the_payment_and_the_order_over_kafka(
     with platform.simulator(knob, "timer"), platform.orchestrator() as base:
         saga = wait_for_status(base, start_order(base, SEED_ORDER), FINAL, timeout=60)
         assert saga["status"] == "FAILED", saga
-        assert "START_TIMER" in saga["error"] and failure in saga["error"]
+        assert "START_TIMER" in str(saga["error"]) and failure in str(saga["error"])
         assert history(saga, "command")[-2:] == ["revert_payment", "cancel_order"]
         assert sorted((row["kind"], row["status"]) for row in ledger_rows(platform)) == [
             ("order", "CANCELLED"),
