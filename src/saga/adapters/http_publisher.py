@@ -23,6 +23,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from saga.adapters.envelope import BadMessage, decode_event, encode_command
 from saga.domain.messages import Command, Event, Participant
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
+from saga.ports.trace_context import trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class HttpCommandPublisher(CommandPublisher):
             with self._session.post(
                 url,
                 data=encode_command(command),
+                headers=trace_headers(command.saga_id, command.message_id),
                 timeout=self._timeout,
                 allow_redirects=False,
                 stream=True,

@@ -48,6 +48,16 @@ class InboundRecord:
     headers: tuple[tuple[str, bytes], ...]
     leader_epoch: int
 
+    def header(self, name: str) -> str | None:
+        """The last header called `name`, as text; None when absent or not UTF-8."""
+        for key, value in reversed(self.headers):
+            if key == name:
+                try:
+                    return value.decode()
+                except (UnicodeDecodeError, AttributeError):
+                    return None
+        return None
+
     @property
     def source(self) -> str:
         """Where the record came from, as logs and dead letters name it."""

@@ -27,6 +27,7 @@ from saga.adapters.envelope import encode_command
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.domain.messages import Command
 from saga.ports.messaging import CommandPublisher, Delivered, SendResult, Undelivered
+from saga.ports.trace_context import trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,14 @@ class KafkaCommandPublisher(CommandPublisher):
                         self._settings.command_topic(command.participant),
                         value=encode_command(command),
                         key=command.saga_id.encode(),
-                        headers=[("message_id", command.message_id.encode()), ("type", command.type.encode())],
+                        headers=[
+                            ("message_id", command.message_id.encode()),
+                            ("type", command.type.encode()),
+                            *(
+                                (name, value.encode())
+                                for name, value in trace_headers(command.saga_id, command.message_id).items()
+                            ),
+                        ],
                     )
                 )
             except RECORD_ERRORS as error:

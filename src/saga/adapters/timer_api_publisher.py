@@ -24,6 +24,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from saga.adapters.http_publisher import excerpt, retry_after
 from saga.domain.messages import Command, Event
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
+from saga.ports.trace_context import trace_headers
 
 TIMER_COMMAND = "start_order_timer"
 TIMER_STARTED = "timer.started"
@@ -84,7 +85,7 @@ class TimerApiPublisher(CommandPublisher):
             with self._session.post(
                 self._url,
                 data=json.dumps(start_timer_body(command), allow_nan=False).encode(),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **trace_headers(command.saga_id, command.message_id)},
                 timeout=self._timeout,
                 allow_redirects=False,
                 stream=True,

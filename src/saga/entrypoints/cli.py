@@ -14,6 +14,7 @@ from saga.adapters.simulated_participants import SIMULATABLE_ACTIONS
 from saga.entrypoints.audit_command import add_audit_parser, run_audit
 from saga.entrypoints.config import ConfigError, Settings
 from saga.entrypoints.logs import configure_logging
+from saga.entrypoints.otel import configure_tracing
 from saga.entrypoints.simulate_platform import add_platform_options
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"saga: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if args.command in ("serve", "worker"):
+        configure_tracing()
     # kafka-python narrates every connection and rebalance at INFO.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))

@@ -36,6 +36,7 @@ from saga.service_layer.receiver import EventReceiver
 from saga.service_layer.relay import OutboxRelay
 from saga.service_layer.relay_queue import RelayQueue
 from saga.service_layer.retention import Retention
+from saga.service_layer.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Factory(InMemoryUnitOfWork, memory_store),
     )
 
+    tracing = providers.Singleton(Tracing)
     orchestrator = providers.Singleton(
         SagaOrchestrator,
         uow_factory=unit_of_work.provider,
@@ -121,6 +123,7 @@ class Container(containers.DeclarativeContainer):
         limits=settings.provided.limits,
         dispatch=dispatch_queue,
         dispatch_hold=settings.provided.dispatch_hold,
+        tracing=tracing,
     )
     intake = providers.Singleton(EventReceiver, orchestrator, metrics, providers.Object(decode_event))
     store_gauges = providers.Singleton(StoreGauges, uow_factory=unit_of_work.provider, clock=clock)
@@ -159,6 +162,7 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         dispatch=dispatch_queue,
         give_up_after=settings.provided.policy.step_deadline,
+        tracing=tracing,
     )
     retention = providers.Singleton(
         Retention,

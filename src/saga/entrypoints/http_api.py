@@ -43,6 +43,7 @@ from saga.ports.persistence import CommitOutcomeUnknown, PersistenceError
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, IdempotencyKeyReused, SagaOrchestrator
 from saga.service_layer.receiver import EventReceiver
+from saga.service_layer.tracing import incoming_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,8 @@ class SagaApi:
         if self._events_token is not None and not _bearer_matches(request, self._events_token):
             raise ApiError(401, "a valid bearer token is required")
         raw = await self._body(request)
-        result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")
+        with incoming_traceparent(request.headers.get("traceparent")):
+            result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")
         if result.outcome is EventOutcome.UNKNOWN_SAGA:
             raise ApiError(404, result.problem or "unknown saga")
         if result.problem is not None or result.outcome is None:

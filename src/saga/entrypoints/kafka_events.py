@@ -30,6 +30,7 @@ from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable
 from saga.service_layer.backoff import Backoff
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.receiver import EventReceiver
+from saga.service_layer.tracing import incoming_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ class KafkaEventSource:
     def _process_one(self, consumer: KafkaRecordConsumer, record: InboundRecord) -> str | None:
         """Applies or dead-letters one record; returns why it must be retried, or None when it is done."""
         try:
-            result = self._intake.receive(record.value or b"", record.source)
+            with incoming_traceparent(record.header("traceparent")):
+                result = self._intake.receive(record.value or b"", record.source)
         except (StorageUnavailable, ConcurrencyConflict) as error:
             # Transient: the database is down or the saga kept changing. Not the message's fault.
             self._metrics.count("events_retried")

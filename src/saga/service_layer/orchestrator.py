@@ -34,6 +34,7 @@ from saga.ports.persistence import (
 from saga.service_layer.log_context import bind, log_context
 from saga.service_layer.metrics import Metrics, SagaBefore
 from saga.service_layer.relay_queue import RelayQueue
+from saga.service_layer.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,10 @@ class SagaOrchestrator:
         limits: OrderLimits = OrderLimits(),
         dispatch: RelayQueue | None = None,
         dispatch_hold: timedelta = timedelta(seconds=5),
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing()
+        """Spans of the use cases (start, apply event, deadline), one trace per saga."""
         self._uow_factory = uow_factory
         self._clock = clock
         self._policy = policy
@@ -138,6 +142,12 @@ class SagaOrchestrator:
         raise ConcurrencyConflict(f"idempotency key {key!r} kept changing hands")
 
     def _write_new_saga(
+        self, saga: CreateOrderSaga, commands: list[Command], key: tuple[str, str] | None = None
+    ) -> str | None:
+        with self._tracing.use_case("saga.start", saga.id, commands[0].message_id):
+            return self._write_saga(saga, commands, key)
+
+    def _write_saga(
         self, saga: CreateOrderSaga, commands: list[Command], key: tuple[str, str] | None = None
     ) -> str | None:
         """Writes a new saga and its first command (and its idempotency key, `(key, request
@@ -197,7 +207,10 @@ class SagaOrchestrator:
 
     def apply_event(self, event: Event) -> EventOutcome:
         """Applies a participant's event to its saga, at most once per message_id."""
-        with log_context(saga_id=event.saga_id, message_id=event.message_id):
+        with (
+            log_context(saga_id=event.saga_id, message_id=event.message_id),
+            self._tracing.use_case("saga.apply_event", event.saga_id, event.message_id),
+        ):
             return self._apply_event(event)
 
     def _apply_event(self, event: Event) -> EventOutcome:
@@ -248,7 +261,7 @@ class SagaOrchestrator:
         acted = 0
         for saga_id in due:
             try:
-                with log_context(saga_id=saga_id):
+                with log_context(saga_id=saga_id), self._tracing.use_case("saga.deadline", saga_id):
                     acted += self._on_deadline(saga_id, cutoff)
             except ConcurrencyConflict:
                 # An event moved the saga meanwhile; the next sweep sees its new deadline.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -26,6 +27,7 @@ from saga.service_layer.log_context import log_context
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay_queue import RelayQueue
+from saga.service_layer.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,9 @@ class OutboxRelay:
         retry_base: timedelta = timedelta(milliseconds=200),
         retry_max: timedelta = timedelta(seconds=30),
         give_up_after: timedelta = timedelta(seconds=30),
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing()
         self._uow_factory = uow_factory
         self._publisher = publisher
         self._orchestrator = orchestrator
@@ -91,7 +95,11 @@ class OutboxRelay:
                 return 0
             # One send per message_id: a re-send and its unsent original are one command.
             commands = list({entry.command.message_id: entry.command for entry in entries}.values())
+            sending = time.time_ns()
             results = dict(zip((c.message_id for c in commands), self._publisher.publish(commands), strict=True))
+            sent = time.time_ns()
+            for command in commands:
+                self._tracing.sent(command, sending, sent, type(results[command.message_id]).__name__.lower())
             now = self._clock.now()
             delivered: list[int] = []
             retry: list[RetryLater] = []
