@@ -281,6 +281,9 @@ class SagaRow:
     history: list[dict[str, Any]] | None = None
 
 
+HISTORY_FIELDS = ("at", "kind", "type", "message_id", "detail")
+
+
 class SagaDb:
     """Reads the orchestrator's tables behind its back: counts while waiting, times and histories after.
 
@@ -326,12 +329,18 @@ class SagaDb:
         return int(rows[0][0])
 
     def rows(self, customer_id: str, with_history: bool = False) -> list[SagaRow]:
-        columns = "id, status, created_at, updated_at, completed_at" + (", history" if with_history else "")
+        histories: dict[str, list[dict[str, Any]]] = {}
+        if with_history:
+            for saga_id, *entry in self._query(
+                "SELECT h.saga_id, h.at, h.kind, h.type, h.message_id, h.detail FROM saga_history h"
+                " JOIN sagas s ON s.id = h.saga_id WHERE s.customer_id = %s ORDER BY h.saga_id, h.seq",
+                (customer_id,),
+            ):
+                histories.setdefault(saga_id, []).append(dict(zip(HISTORY_FIELDS, entry, strict=True)))
         found = []
-        for row in self._query(f"SELECT {columns} FROM sagas WHERE customer_id = %s", (customer_id,)):
-            history = None
-            if with_history:
-                history = row[5] if isinstance(row[5], list) else json.loads(row[5])
+        for row in self._query(
+            "SELECT id, status, created_at, updated_at, completed_at FROM sagas WHERE customer_id = %s", (customer_id,)
+        ):
             found.append(
                 SagaRow(
                     row[0],
@@ -339,7 +348,7 @@ class SagaDb:
                     self._time(row[2]),
                     self._time(row[3]),
                     self._time(row[4]) if row[4] else None,
-                    history,
+                    histories.get(row[0], []) if with_history else None,
                 )
             )
         return found

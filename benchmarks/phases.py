@@ -809,12 +809,12 @@ def run_paging(ctx: Context) -> dict[str, Any]:
         db.execute(
             """
             INSERT INTO sagas (id, customer_id, status, current_step, error, order_id, payment_id, amount_cents,
-                               currency, order_details, payment_info, awaiting, compensations, history,
+                               currency, order_details, payment_info, awaiting, compensations,
                                cancel_requested, ignored_events, version, created_at, updated_at, completed_at, due_at)
             SELECT gen_random_uuid()::text, 'cust_' || (g %% 1000),
                    CASE WHEN g %% 10 = 0 THEN 'FAILED' ELSE s.status END,
                    s.current_step, s.error, s.order_id, s.payment_id, s.amount_cents, s.currency, s.order_details,
-                   s.payment_info, s.awaiting, s.compensations, s.history, s.cancel_requested, s.ignored_events,
+                   s.payment_info, s.awaiting, s.compensations, s.cancel_requested, s.ignored_events,
                    s.version,
                    s.created_at - g * interval '20 milliseconds',
                    s.updated_at - g * interval '20 milliseconds',
@@ -824,6 +824,16 @@ def run_paging(ctx: Context) -> dict[str, Any]:
             WHERE s.id = %s
             """,
             (n - 1, model_id),
+        )
+        # Each copy gets the model's history too, as the API lists it.
+        db.execute(
+            """
+            INSERT INTO saga_history (saga_id, seq, at, kind, type, message_id, detail)
+            SELECT s.id, h.seq, h.at, h.kind, h.type, h.message_id, h.detail
+            FROM sagas s JOIN saga_history h ON h.saga_id = %s
+            WHERE s.id <> %s
+            """,
+            (model_id, model_id),
         )
         db.execute("ANALYZE sagas")
         inserted = time.perf_counter() - began

@@ -14,6 +14,7 @@ from tests.unit.persistence_contract import (
     RENDEZVOUS_TIMEOUT,
     OverlappingTransactionsContract,
     PersistenceContract,
+    check_sagas_survive_the_upgrade_to_history_rows,
     make_saga,
     run_in_threads,
 )
@@ -46,7 +47,7 @@ def test_the_migration_applies_to_an_empty_database(fresh_database_url: str) -> 
     upgrade(fresh_database_url)
     upgrade(fresh_database_url)  # again: nothing left to do
 
-    assert current_revision(fresh_database_url) == head_revision() == "0003"
+    assert current_revision(fresh_database_url) == head_revision() == "0004"
     engine = create_engine_from_url(fresh_database_url)
     try:
         with engine.connect() as connection:
@@ -57,7 +58,7 @@ def test_the_migration_applies_to_an_empty_database(fresh_database_url: str) -> 
             created_at = next(column for column in schema.get_columns("sagas") if column["name"] == "created_at")
     finally:
         engine.dispose()
-    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys"}
+    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history"}
     assert outbox_indexes["ix_outbox_unsent_available_at_id"]["dialect_options"]["postgresql_where"] == (
         "(sent_at IS NULL)"
     )
@@ -163,3 +164,7 @@ def test_database_urls_are_read_with_our_driver(given: str, driver: str) -> None
         assert engine.url.database in ("orders", "saga.db")
     finally:
         engine.dispose()
+
+
+def test_a_database_with_history_in_a_column_upgrades_and_its_sagas_read_back_the_same(fresh_database_url: str) -> None:
+    check_sagas_survive_the_upgrade_to_history_rows(fresh_database_url)

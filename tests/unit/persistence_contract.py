@@ -1050,3 +1050,55 @@ class OverlappingTransactionsContract:
 
         assert entry.command == held
         assert [entry.command for entry in claimed] == [free]
+
+
+def check_sagas_survive_the_upgrade_to_history_rows(database_url: str) -> None:
+    """A database at revision 0003 (history as a JSON column of `sagas`) upgrades to head,
+    and its sagas read back as they were, and go on growing their history."""
+    from sqlalchemy import JSON, Column, MetaData, Table
+
+    from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+    from saga.adapters.sql.migrations import upgrade
+    from saga.adapters.sql.saga_rows import saga_row, to_json
+    from saga.adapters.sql.schema import sagas as current_sagas
+
+    upgrade(database_url, "0003")
+    first_schema = Table(
+        "sagas",
+        MetaData(),
+        *(column._copy() for column in current_sagas.columns),
+        Column("history", JSON(none_as_null=True), nullable=False),
+    )
+    long_history = make_saga()
+    long_history.history = [
+        HistoryEntry(T0 + timedelta(milliseconds=i), HistoryKind.IGNORED, "order.created", new_id(), f"#{i}")
+        for i in range(1200)  # more than one batch of the migration
+    ]
+    no_history = make_saga(status=SagaStatus.STARTED)
+    no_history.history = []
+    finished = make_saga(status=SagaStatus.FAILED, due_at=None)
+    paris = make_saga(created_at=T0.astimezone(timezone(timedelta(hours=2))))
+    before = [long_history, no_history, finished, paris, *(make_saga() for _ in range(600))]
+    engine = create_engine_from_url(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                first_schema.insert(),
+                [{**saga_row(saga), "history": [to_json(entry) for entry in saga.history]} for saga in before],
+            )
+
+        upgrade(database_url)
+
+        with SqlAlchemyUnitOfWork(engine) as uow:
+            after = [uow.sagas.get(saga.id) for saga in before]
+        assert after == before
+        with SqlAlchemyUnitOfWork(engine) as uow:
+            grown = uow.sagas.get(long_history.id)
+            assert grown is not None
+            grown.history.append(HistoryEntry(T0 + timedelta(hours=1), HistoryKind.STATUS, "FAILED", None, "x"))
+            uow.sagas.save(grown)
+            uow.commit()
+        with SqlAlchemyUnitOfWork(engine) as uow:
+            assert uow.sagas.get(long_history.id) == grown
+    finally:
+        engine.dispose()

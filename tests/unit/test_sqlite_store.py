@@ -10,19 +10,26 @@ import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
-from tests.unit.persistence_contract import RENDEZVOUS_TIMEOUT, PersistenceContract, make_saga
+from sqlalchemy import Engine, event, inspect, select, text
+from tests.unit.persistence_contract import (
+    RENDEZVOUS_TIMEOUT,
+    T0,
+    PersistenceContract,
+    check_sagas_survive_the_upgrade_to_history_rows,
+    make_saga,
+)
 
 from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
 from saga.adapters.sql.migrations import MIGRATIONS_DIRECTORY, current_revision, head_revision, upgrade
 from saga.adapters.sql.schema import metadata, sagas
+from saga.domain.saga import HistoryEntry, HistoryKind
 from saga.ports.persistence import StorageUnavailable, UnitOfWorkFactory
 
 
@@ -52,7 +59,7 @@ def test_the_migration_brings_an_empty_file_to_head(sqlite_url: str, tmp_path: P
     upgrade(sqlite_url)
     upgrade(sqlite_url)  # again: nothing left to do
 
-    assert current_revision(sqlite_url) == head_revision() == "0003"
+    assert current_revision(sqlite_url) == head_revision() == "0004"
 
 
 def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> None:
@@ -61,7 +68,7 @@ def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> 
         tables = set(inspect(connection).get_table_names())
 
     assert differences == []
-    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys"}
+    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history"}
 
 
 def test_sqlite_files_use_write_ahead_logging(engine: Engine) -> None:
@@ -203,7 +210,7 @@ def test_a_database_at_the_first_revision_upgrades_keeping_its_inbox_and_sagas(s
 
     upgrade(sqlite_url)
 
-    assert current_revision(sqlite_url) == "0003"
+    assert current_revision(sqlite_url) == head_revision()
     with engine.begin() as connection:
         rows = connection.execute(text("SELECT saga_id, message_id FROM inbox")).all()
         columns = {column["name"] for column in inspect(connection).get_columns("sagas")}
@@ -213,3 +220,38 @@ def test_a_database_at_the_first_revision_upgrades_keeping_its_inbox_and_sagas(s
         assert uow.inbox.record("m-1", saga_id, datetime.now(UTC)) is False
         assert uow.inbox.record("m-1", "another-saga", datetime.now(UTC)) is True
     engine.dispose()
+
+
+def test_a_database_with_history_in_a_column_upgrades_and_its_sagas_read_back_the_same(sqlite_url: str) -> None:
+    check_sagas_survive_the_upgrade_to_history_rows(sqlite_url)
+
+
+def test_a_save_writes_only_what_changed_and_appends_the_new_history(engine: Engine) -> None:
+    saga = make_saga()
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        uow.sagas.add(saga)
+        uow.commit()
+    executed: list[tuple[str, object]] = []
+
+    def note(conn: object, cursor: object, statement: str, parameters: object, *rest: object) -> None:
+        executed.append((" ".join(statement.split()), parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with SqlAlchemyUnitOfWork(engine) as uow:
+            loaded = uow.sagas.get(saga.id)
+            assert loaded is not None
+            executed.clear()
+            loaded.error = "changed"
+            loaded.history.append(HistoryEntry(T0 + timedelta(hours=1), HistoryKind.STATUS, "FAILED", None, "x"))
+            uow.sagas.save(loaded)
+            uow.commit()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+    [(update, _), (insert, rows)] = executed
+    assert update.startswith("UPDATE sagas SET error=?, version=? WHERE")  # not the order, not the history
+    assert insert.startswith("INSERT INTO saga_history") and isinstance(rows, tuple)  # one row
+    assert rows[:2] == (saga.id, len(saga.history))
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        assert uow.sagas.get(saga.id) == loaded

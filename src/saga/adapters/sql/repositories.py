@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,8 +13,17 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeout
 
 from saga.adapters.sql.errors import is_duplicate_key, port_error, translated_errors
-from saga.adapters.sql.saga_rows import RESOURCE_COLUMNS, progress_row, resources_from_row, saga_from_row, saga_row
-from saga.adapters.sql.schema import UtcDateTime, inbox, outbox, sagas
+from saga.adapters.sql.saga_rows import (
+    PROGRESS_COLUMNS,
+    RESOURCE_COLUMNS,
+    history_rows,
+    progress_row,
+    resources_from_row,
+    saga_from_row,
+    saga_row,
+    saga_select,
+)
+from saga.adapters.sql.schema import UtcDateTime, inbox, outbox, saga_history, sagas
 from saga.domain.messages import Command
 from saga.domain.saga import CreateOrderSaga, SagaStatus
 from saga.ports.persistence import (
@@ -33,8 +43,14 @@ from saga.ports.persistence import (
 # Statements built once: their values arrive as execute() parameters, so SQLAlchemy
 # finds each compiled form in its cache without rebuilding the statement per call.
 INSERT_SAGA = sagas.insert()
-SELECT_SAGA = select(sagas).where(sagas.c.id == bindparam("saga_id"))
+SELECT_SAGA = {
+    dialect: saga_select(dialect).where(sagas.c.id == bindparam("saga_id")) for dialect in ("postgresql", "sqlite")
+}
+# SET names the columns given at execute(): each set of changed columns compiles once.
 UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
+INSERT_HISTORY = saga_history.insert()
+COUNT_HISTORY = select(func.count()).where(saga_history.c.saga_id == bindparam("saga_id"))
+DELETE_HISTORY = saga_history.delete().where(saga_history.c.saga_id == bindparam("saga_id"))
 INSERT_OUTBOX = outbox.insert()
 CLAIMED_COLUMNS = (
     outbox.c.id,
@@ -114,40 +130,82 @@ ConnectionSource = Callable[[], Connection]
 """The unit of work's open connection; raises when used outside its block."""
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What this unit of work knows is stored for a saga at `version`."""
+
+    version: int
+    progress: dict[str, Any]
+    history_length: int
+
+
 class SqlAlchemySagaRepository(SagaRepository):
+    """Writes a saga's row once, then per save only the columns that changed and the
+    history entries it gained; a saga reads back in one statement."""
+
     def __init__(self, connection: ConnectionSource) -> None:
         self._connection = connection
+        self._stored: dict[str, _Stored] = {}
+
+    def forget(self) -> None:
+        """Drops what it knew of stored rows: the transaction that held them rolled back."""
+        self._stored.clear()
 
     def add(self, saga: CreateOrderSaga) -> None:
+        row = saga_row(saga)
         try:
-            self._connection().execute(INSERT_SAGA, saga_row(saga))
+            connection = self._connection()
+            connection.execute(INSERT_SAGA, row)
+            if saga.history:
+                connection.execute(INSERT_HISTORY, history_rows(saga.id, saga.history, 0))
         except IntegrityError as error:
             if is_duplicate_key(error):
                 raise DuplicateSaga(saga.id) from error
             raise port_error(error) from error
         except (DBAPIError, PoolTimeout) as error:
             raise port_error(error) from error
+        self._remember(saga, {name: row[name] for name in PROGRESS_COLUMNS})
 
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         with translated_errors():
-            row = self._connection().execute(SELECT_SAGA, {"saga_id": saga_id}).first()
-        return saga_from_row(row) if row is not None else None
+            connection = self._connection()
+            row = connection.execute(SELECT_SAGA[connection.dialect.name], {"saga_id": saga_id}).first()
+        return self._loaded(row) if row is not None else None
 
     def save(self, saga: CreateOrderSaga) -> None:
-        values = progress_row(saga)
-        values.update(version=saga.version + 1, match_id=saga.id, match_version=saga.version)
+        progress = progress_row(saga)
+        known = self._stored.get(saga.id)
+        if known is not None and known.version != saga.version:
+            known = None
+        changed = progress if known is None else {k: v for k, v in progress.items() if known.progress.get(k) != v}
         with translated_errors():
-            updated = self._connection().execute(UPDATE_SAGA, values).rowcount
-        if updated != 1:
-            raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
+            connection = self._connection()
+            values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
+            if connection.execute(UPDATE_SAGA, values).rowcount != 1:
+                raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
+            if known is not None:
+                stored_length = known.history_length
+            else:
+                stored_length = connection.execute(COUNT_HISTORY, {"saga_id": saga.id}).scalar_one()
+            if len(saga.history) < stored_length:
+                # History only grows; one that shrank is stored anew.
+                connection.execute(DELETE_HISTORY, {"saga_id": saga.id})
+                stored_length = 0
+            if len(saga.history) > stored_length:
+                added = history_rows(saga.id, saga.history[stored_length:], stored_length)
+                connection.execute(INSERT_HISTORY, added if len(added) > 1 else added[0])
         saga.version += 1
+        self._remember(saga, progress)
 
     def page(
         self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
     ) -> SagaPage:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        query = select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id.desc()).limit(limit + 1)
+        connection = self._connection()
+        query = (
+            saga_select(connection.dialect.name).order_by(sagas.c.created_at.desc(), sagas.c.id.desc()).limit(limit + 1)
+        )
         if status is not None:
             query = query.where(sagas.c.status == status.value)
         if unconfirmed_cleanup:
@@ -158,11 +216,20 @@ class SqlAlchemySagaRepository(SagaRepository):
                 < tuple_(literal(after.created_at, UtcDateTime()), literal(after.saga_id, String()))
             )
         with translated_errors():
-            rows = self._connection().execute(query).all()
-        found = [saga_from_row(row) for row in rows[:limit]]
+            rows = connection.execute(query).all()
+        found = [self._loaded(row) for row in rows[:limit]]
         more = len(rows) > limit
         next_cursor = PageCursor(found[-1].created_at, found[-1].id) if more else None
         return SagaPage(found, next_cursor)
+
+    def _loaded(self, row: Row[Any]) -> CreateOrderSaga:
+        saga = saga_from_row(row)
+        values = row._mapping
+        self._remember(saga, {name: values[name] for name in PROGRESS_COLUMNS})
+        return saga
+
+    def _remember(self, saga: CreateOrderSaga, progress: dict[str, Any]) -> None:
+        self._stored[saga.id] = _Stored(saga.version, progress, len(saga.history))
 
     def due(self, now: datetime, limit: int) -> list[str]:
         query = select(sagas.c.id).where(sagas.c.due_at <= now).order_by(sagas.c.due_at, sagas.c.id).limit(limit)

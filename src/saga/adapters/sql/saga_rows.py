@@ -1,12 +1,14 @@
 """The saga as the database stores it: every saga <-> row mapping is here, and only here.
 
-A saga field is stored in the `sagas` column of the same name. Plain values go as they
-are (an enum as its value); structured ones (the awaited command, the compensations,
-the history) go into JSON columns, built from the domain's dataclass fields and read
-back by their declared types. The stored shape is the adapter's own: the API and the
-wire have theirs, and changing one never changes another. A new saga field needs only
-its column (and a migration); a new field of a nested record needs nothing, and rows
-written before it existed read back with the field's default.
+A saga field is stored in the `sagas` column of the same name, except its history,
+which is rows of `saga_history` (one per entry, in order), appended to and never
+rewritten. Plain values go as they are (an enum as its value); structured ones (the
+awaited command, the compensations) go into JSON columns, built from the domain's
+dataclass fields and read back by their declared types. The stored shape is the
+adapter's own: the API and the wire have theirs, and changing one never changes
+another. A new saga field needs only its column (and a migration); a new field of a
+nested record needs nothing, and rows written before it existed read back with the
+field's default.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, ColumnElement, Select, func, literal_column, select, type_coerce
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Row
 
-from saga.adapters.sql.schema import sagas
-from saga.domain.saga import CreateOrderSaga, SagaStatus, Undo, UndoStatus
+from saga.adapters.sql.schema import saga_history, sagas
+from saga.domain.saga import CreateOrderSaga, HistoryEntry, SagaStatus, Undo, UndoStatus
 from saga.domain.steps import STEPS, UNDO
 from saga.ports.persistence import SagaResources
 
@@ -31,29 +35,65 @@ WRITTEN_ONCE = frozenset({"id", "customer_id", "order_details", "amount_cents", 
 """What an order is never changes after it starts: a save writes only the saga's progress."""
 DERIVED_COLUMNS = frozenset({"due_at", "cleanup_unconfirmed"})
 """Columns kept for queries, written from the saga but not read back into it."""
+HISTORY = "history"
+"""The saga field kept as rows of `saga_history`."""
 
 _FIELD_TYPES: dict[str, Any] = typing.get_type_hints(CreateOrderSaga)
+_COLUMN_FIELDS = tuple(name for name in _FIELD_TYPES if name != HISTORY)
 _JSON_COLUMNS = frozenset(column.name for column in sagas.columns if isinstance(column.type, JSON))
+_ENTRY_FIELDS = tuple(field.name for field in dataclasses.fields(HistoryEntry))
 
-_unmapped = set(_FIELD_TYPES) ^ ({column.name for column in sagas.columns} - DERIVED_COLUMNS)
+_unmapped = set(_COLUMN_FIELDS) ^ ({column.name for column in sagas.columns} - DERIVED_COLUMNS)
+_unmapped |= set(_ENTRY_FIELDS) ^ ({column.name for column in saga_history.columns} - {"saga_id", "seq"})
 if _unmapped:
-    raise RuntimeError(f"saga fields and `sagas` columns differ: {sorted(_unmapped)}")
+    raise RuntimeError(f"saga fields and the columns of `sagas` and `saga_history` differ: {sorted(_unmapped)}")
 
 
 def saga_row(saga: CreateOrderSaga) -> dict[str, Any]:
-    """Every column of the saga's row."""
-    row = {name: _stored(name, getattr(saga, name)) for name in _FIELD_TYPES}
+    """Every column of the saga's row (its history excepted)."""
+    row = {name: _stored(name, getattr(saga, name)) for name in _COLUMN_FIELDS}
     row["due_at"] = saga.due_at  # a terminal saga still has one while a clean-up runs
     row["cleanup_unconfirmed"] = saga.has_unconfirmed_cleanup
     return row
 
 
+def history_rows(saga_id: str, entries: Sequence[HistoryEntry], first_seq: int) -> list[dict[str, Any]]:
+    """Rows of `saga_history` for `entries`, numbered from `first_seq`."""
+    return [
+        {"saga_id": saga_id, "seq": seq, **{name: _plain(getattr(entry, name)) for name in _ENTRY_FIELDS}}
+        for seq, entry in enumerate(entries, start=first_seq)
+    ]
+
+
+def saga_select(dialect: str) -> Select[Any]:
+    """The `sagas` columns and, as `history`, the saga's entries in order as one JSON array:
+    a saga reads back in one statement."""
+    pairs: list[ColumnElement[Any]] = []
+    for name in _ENTRY_FIELDS:
+        pairs += [literal_column(f"'{name}'"), saga_history.c[name]]
+    mine = saga_history.c.saga_id == sagas.c.id
+    if dialect == "postgresql":
+        entries = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), saga_history.c.seq))
+        history = select(func.coalesce(entries, literal_column("'[]'::json"))).where(mine).scalar_subquery()
+    else:
+        # SQLite keeps a FROM subquery's ORDER BY for the aggregate over it.
+        ordered = (
+            select(func.json_object(*pairs).label("entry")).where(mine).order_by(saga_history.c.seq).correlate(sagas)
+        ).subquery()
+        history = select(func.json_group_array(func.json(ordered.c.entry))).scalar_subquery()
+    return select(sagas, type_coerce(history, JSON).label(HISTORY))
+
+
+PROGRESS_COLUMNS = tuple(
+    column.name for column in sagas.columns if column.name not in WRITTEN_ONCE and column.name != "version"
+)
+"""The columns a save may write: everything but what the order was, and the version."""
+
+
 def progress_row(saga: CreateOrderSaga) -> dict[str, Any]:
-    """The columns a save writes: everything but what the order was, and the version."""
+    """The saga's values of PROGRESS_COLUMNS."""
     row = saga_row(saga)
-    for name in (*WRITTEN_ONCE, "version"):
-        del row[name]
-    return row
+    return {name: row[name] for name in PROGRESS_COLUMNS}
 
 
 def saga_from_row(row: Row[Any]) -> CreateOrderSaga:
@@ -129,8 +169,10 @@ def _read_first_schema_compensations(saga: CreateOrderSaga) -> None:
 
 
 def _stored(name: str, value: object) -> object:
-    if name in _JSON_COLUMNS:
-        return to_json(value)
+    return to_json(value) if name in _JSON_COLUMNS else _plain(value)
+
+
+def _plain(value: object) -> object:
     return value.value if isinstance(value, Enum) else value
 
 

@@ -72,7 +72,6 @@ sagas = Table(
     Column("payment_info", _json(), nullable=True),
     Column("awaiting", _json(), nullable=True),
     Column("compensations", _json(), nullable=False),
-    Column("history", _json(), nullable=False),
     Column("cancel_requested", Boolean, nullable=False),
     Column("ignored_events", Integer, nullable=False),
     Column("version", Integer, nullable=False),
@@ -135,6 +134,19 @@ outbox = Table(
         postgresql_where=text("sent_at IS NULL"),
         sqlite_where=text("sent_at IS NULL"),
     ),
+)
+
+saga_history = Table(
+    "saga_history",
+    metadata,
+    # Appended to, never rewritten: a step writes its new entries, not the saga's whole past.
+    Column("saga_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("message_id", Text, nullable=True),
+    Column("detail", Text, nullable=True),
 )
 
 # A message id is the participant's: two sagas' events may carry the same one, so the

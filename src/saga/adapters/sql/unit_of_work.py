@@ -25,7 +25,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self._engine = engine
         self._read_only = read_only
         self._open: Connection | None = None
-        self.sagas = SqlAlchemySagaRepository(self._connection)
+        self.sagas: SqlAlchemySagaRepository = SqlAlchemySagaRepository(self._connection)
         self.outbox = SqlAlchemyOutbox(self._connection)
         self.inbox = SqlAlchemyInbox(self._connection)
         self.idempotency_keys = SqlAlchemyIdempotencyKeys(self._connection)
@@ -57,6 +57,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         tb: TracebackType | None,
     ) -> None:
         connection, self._open = self._open, None
+        self.sagas.forget()
         if connection is None:
             return
         try:
@@ -68,10 +69,15 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             connection.close()
 
     def commit(self) -> None:
-        with translated_errors():
-            self._connection().commit()
+        try:
+            with translated_errors():
+                self._connection().commit()
+        except BaseException:
+            self.sagas.forget()
+            raise
 
     def rollback(self) -> None:
+        self.sagas.forget()
         if self._open is None:
             return
         with translated_errors():
