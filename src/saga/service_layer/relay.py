@@ -110,6 +110,7 @@ class OutboxRelay:
                     if result.retry_after is not None:  # the participant said how long to wait
                         delay = max(delay, result.retry_after)
                     retry.append(RetryLater(entry.id, now + delay, result.reason))
+                    self._metrics.count("commands_undelivered")
                     with log_context(saga_id=entry.command.saga_id, message_id=entry.command.message_id):
                         log.warning(
                             "command %s of saga %s not delivered (%s); retry in %.1fs",
@@ -123,8 +124,6 @@ class OutboxRelay:
             uow.outbox.settle(now, delivered, retry)
             uow.commit()
         self._metrics.delivered([m for m, result in results.items() if not isinstance(result, Undelivered)], now)
-        if retry:
-            self._metrics.count("commands_undelivered", len(retry))
         self._finish(commands, [results[command.message_id] for command in commands], now)
         return len(entries)
 

@@ -43,9 +43,8 @@ from saga.ports.persistence import (
 # Statements built once: their values arrive as execute() parameters, so SQLAlchemy
 # finds each compiled form in its cache without rebuilding the statement per call.
 INSERT_SAGA = sagas.insert()
-SELECT_SAGA = {
-    dialect: saga_select(dialect).where(sagas.c.id == bindparam("saga_id")) for dialect in ("postgresql", "sqlite")
-}
+SELECT_SAGAS = {dialect: saga_select(dialect) for dialect in ("postgresql", "sqlite")}
+SELECT_SAGA = {dialect: query.where(sagas.c.id == bindparam("saga_id")) for dialect, query in SELECT_SAGAS.items()}
 # SET names the columns given at execute(): each set of changed columns compiles once.
 UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
 INSERT_HISTORY = saga_history.insert()
@@ -203,9 +202,8 @@ class SqlAlchemySagaRepository(SagaRepository):
         if limit < 1:
             raise ValueError("limit must be at least 1")
         connection = self._connection()
-        query = (
-            saga_select(connection.dialect.name).order_by(sagas.c.created_at.desc(), sagas.c.id.desc()).limit(limit + 1)
-        )
+        newest_first = (sagas.c.created_at.desc(), sagas.c.id.desc())
+        query = SELECT_SAGAS[connection.dialect.name].order_by(*newest_first).limit(limit + 1)
         if status is not None:
             query = query.where(sagas.c.status == status.value)
         if unconfirmed_cleanup:
