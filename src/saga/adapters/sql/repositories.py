@@ -236,15 +236,16 @@ class SqlAlchemySagaRepository(SagaRepository):
 
     def search(self, term: str, limit: int) -> list[CreateOrderSaga]:
         # Customer and order ids have no index: an operator's search reads the table.
+        connection = self._connection()
         query = (
-            select(sagas)
+            SELECT_SAGAS[connection.dialect.name]
             .where(or_(sagas.c.id == term, sagas.c.customer_id == term, sagas.c.order_id == term))
             .order_by(sagas.c.created_at.desc(), sagas.c.id.desc())
             .limit(limit)
         )
         with translated_errors():
-            rows = self._connection().execute(query).all()
-        return [saga_from_row(row) for row in rows]
+            rows = connection.execute(query).all()
+        return [self._loaded(row) for row in rows]
 
     def count_by_status(self) -> dict[SagaStatus, int]:
         query = select(sagas.c.status, func.count()).group_by(sagas.c.status)
