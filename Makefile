@@ -24,7 +24,7 @@ run: $(RUN_STAMP)
 	exec $(BIN)/saga serve --port $${PORT:-3101}
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict  # src, tests and benchmarks: the files listed under [tool.mypy]
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

@@ -153,7 +153,11 @@ def kafka_round_trip(env: Mapping[str, str], samples: int) -> dict[str, Any]:
             began = time.perf_counter()
             producer.send(topic, key=key, value=payload)
             with arrived:
-                if arrived.wait_for(lambda key=key: key in arrivals, timeout=10) and index >= 20:
+
+                def landed(key: bytes = key) -> bool:
+                    return key in arrivals
+
+                if arrived.wait_for(landed, timeout=10) and index >= 20:
                     timings.append(arrivals[key] - began)
         stop.set()
         thread.join(5)

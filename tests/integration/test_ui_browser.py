@@ -119,7 +119,11 @@ def operating(tmp_path: Path, admin_token: str | None) -> Iterator[Operated]:
         sagas = {customer: orchestrator.start(customer, SEED_ORDER["order_details"]).id for customer in EXPECTED}
         operated = Operated(base, container, sagas, participants)
         for customer, status in EXPECTED.items():
-            wait_until(lambda c=customer, s=status: operated.saga(c).status is s, what=f"{customer} {status}")
+
+            def reached(c: str = customer, s: SagaStatus = status) -> bool:
+                return operated.saga(c).status is s
+
+            wait_until(reached, what=f"{customer} {status}")
         yield operated
 
 
@@ -204,7 +208,7 @@ def test_a_failed_sagas_page_shows_its_compensations_in_order_with_durations(
         assert DURATION.match(row.find_element(By.CLASS_NAME, "took").text), row.text
     statuses = [r.get_attribute("data-status") for r in browser.find_elements(By.CSS_SELECTOR, "tr.status-change")]
     assert statuses == ["COMPENSATING", "FAILED"]
-    assert '"deliveryLocation"' in browser.find_element(By.ID, "order-details").get_attribute("textContent")
+    assert '"deliveryLocation"' in (browser.find_element(By.ID, "order-details").get_attribute("textContent") or "")
     screenshot(browser, tmp_path, "ui-saga-failed.png")
 
     browser.get(f"{operated.base}/ui/sagas/{operated.sagas['undo-refused-customer']}")
@@ -264,7 +268,7 @@ def test_retry_from_the_page_runs_a_compensation_failed_sagas_compensations_agai
     browser.find_element(By.ID, "retry").click()
     wait_until(lambda: text_of(browser, "status") == "FAILED", what="FAILED on the page after the retry")
     assert "accepted" in text_of(browser, "action-result")
-    notes = [n.get_attribute("textContent") for n in browser.find_elements(By.CSS_SELECTOR, "#timeline tr.note")]
+    notes = [n.get_attribute("textContent") or "" for n in browser.find_elements(By.CSS_SELECTOR, "#timeline tr.note")]
     assert any("operator: retry" in note and "asked by dana" in note for note in notes), notes
     outcomes = [
         c.get_attribute("data-outcome")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -57,10 +58,10 @@ def saga_process(
         stop_process(process)
 
 
-def wait_for_status(base: str, saga_id: str, statuses: set[str], timeout: float = 15.0) -> dict[str, object]:
+def wait_for_status(base: str, saga_id: str, statuses: set[str], timeout: float = 15.0) -> dict[str, Any]:
     """Polls the saga until its status is one of `statuses`; returns the saga JSON."""
     deadline = time.monotonic() + timeout
-    saga: dict[str, object] = {}
+    saga: dict[str, Any] = {}
     while time.monotonic() < deadline:
         saga = requests.get(f"{base}/api/sagas/{saga_id}", timeout=5).json()
         if saga.get("status") in statuses:

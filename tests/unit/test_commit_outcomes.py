@@ -201,7 +201,7 @@ def test_a_key_that_is_not_1_to_200_visible_ascii_characters_is_a_400(
     api: tuple[TestClient, SagaOrchestrator], key: str
 ) -> None:
     client, orchestrator = api
-    response = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": key.encode("utf-8")})  # type: ignore[dict-item]
+    response = client.post("/api/orders", json=ORDER, headers={"Idempotency-Key": key.encode("utf-8")})
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json()["error"]
     assert all_sagas(orchestrator) == []

@@ -143,4 +143,5 @@ def test_every_variable_the_docs_name_is_declared() -> None:
 def test_every_variable_says_what_it_means_and_what_it_accepts() -> None:
     for name, info in Environment.model_fields.items():
         assert info.description, name
-        assert "accepts" in (info.json_schema_extra or {}) or info.annotation not in (str, str | None), name
+        extra = info.json_schema_extra
+        assert (isinstance(extra, dict) and "accepts" in extra) or info.annotation not in (str, str | None), name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from dependency_injector import providers
-from sqlalchemy import Engine
+from sqlalchemy import Engine, QueuePool
 
 from saga.adapters.memory_transport import InMemoryTransport
 from saga.entrypoints.config import Settings
@@ -57,15 +57,17 @@ def test_running_starts_the_engine_schema_publisher_and_loops_and_stops_them_all
     with running(container):
         engine = container.engine()
         assert isinstance(engine, Engine)
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
         wait_for(lambda: container.schema().ready)
         wait_for(lambda: {"saga-outbox-relay", "saga-deadline-sweeper", "saga-retention"} <= loop_threads())
         with engine.connect():  # the pool holds a connection once one was used
             pass
-        assert engine.pool.checkedin() == 1
+        assert pool.checkedin() == 1
 
     assert loop_threads() == set()
     assert closed == ["publisher"]
-    assert engine.pool.checkedin() == 0  # disposed: its connections closed
+    assert pool.checkedin() == 0  # disposed: its connections closed
     assert not any(provider.initialized for provider in container.traverse(types=[providers.Resource]))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from domain_helpers import (
+from tests.unit.domain_helpers import (
     NOW,
     ORDER_ID,
     PAYMENT_ID,

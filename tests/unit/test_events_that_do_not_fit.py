@@ -8,7 +8,7 @@ are recorded in the saga's history and counted.
 from __future__ import annotations
 
 import pytest
-from domain_helpers import (
+from tests.unit.domain_helpers import (
     FAILURE,
     ORDER_ID,
     POLICY,

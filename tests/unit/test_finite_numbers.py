@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from domain_helpers import SAGA_ID, start
 from sqlalchemy import text
 from sqlalchemy.exc import StatementError
+from tests.unit.domain_helpers import SAGA_ID, start
 
 import saga
 from saga.adapters.envelope import decode_event, decode_json, encode_command, encode_json

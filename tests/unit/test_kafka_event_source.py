@@ -18,8 +18,9 @@ from saga.adapters.envelope import decode_event
 from saga.adapters.kafka_consumer import InboundRecord, KafkaUnavailable
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.domain.policy import SagaPolicy
-from saga.entrypoints.kafka_events import ATTEMPTS_BEFORE_DEAD_LETTER, Backoff, JoinNotSettled, KafkaEventSource
+from saga.entrypoints.kafka_events import ATTEMPTS_BEFORE_DEAD_LETTER, JoinNotSettled, KafkaEventSource
 from saga.entrypoints.worker import NEVER, BackgroundWorker
+from saga.service_layer.backoff import Backoff
 from saga.service_layer.receiver import EventReceiver
 from saga.testing import SagaHarness
 
@@ -144,7 +145,12 @@ def test_a_join_that_does_not_settle_in_time_is_given_up_for_a_fresh_consumer() 
         join_timeout=0.05,
     )
     never: Any = GroupStandIn(stable=False)
-    never.poll = lambda timeout_ms: time.sleep(0.02) or []
+
+    def poll(timeout_ms: int) -> list[object]:
+        time.sleep(0.02)
+        return []
+
+    never.poll = poll
 
     with pytest.raises(JoinNotSettled, match="did not settle"):
         source._consume(never, threading.Event(), Backoff(0.01))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from domain_helpers import NOW, SAGA_ID, start
+from tests.unit.domain_helpers import NOW, SAGA_ID, start
 
 from saga.adapters.envelope import command_envelope, decode_event, event_envelope, parse_event
 from saga.domain.messages import (

@@ -79,7 +79,7 @@ def test_event_types_and_their_required_fields_come_from_the_domain() -> None:
 
 
 def test_the_saga_schema_requires_every_field_the_presenter_writes() -> None:
-    from domain_helpers import start
+    from tests.unit.domain_helpers import start
 
     saga, _ = start()
     schema = openapi_document()["components"]["schemas"]["Saga"]

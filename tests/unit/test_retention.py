@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -35,7 +36,7 @@ def test_prune_deletes_in_batches_what_is_past_retention(tmp_path: Path) -> None
         uow.commit()
 
     retention = Retention(
-        lambda: SqlAlchemyUnitOfWork(engine), clock, Metrics(), timedelta(hours=1), timedelta(hours=2), batch_size=7
+        partial(SqlAlchemyUnitOfWork, engine), clock, Metrics(), timedelta(hours=1), timedelta(hours=2), batch_size=7
     )
     assert retention.prune() == (0, 0)
     clock.advance(timedelta(hours=1, seconds=1))
@@ -59,7 +60,7 @@ def test_prune_deletes_idempotency_keys_after_24_hours(tmp_path: Path) -> None:
             record = IdempotencyRecord(f"key-{index}", "d" * 64, new_message_id(), clock.now())
             uow.idempotency_keys.add(record, clock.now())
         uow.commit()
-    retention = Retention(lambda: SqlAlchemyUnitOfWork(engine), clock, Metrics(), batch_size=2)
+    retention = Retention(partial(SqlAlchemyUnitOfWork, engine), clock, Metrics(), batch_size=2)
 
     clock.advance(timedelta(hours=23))
     retention.prune()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from domain_helpers import (
+from tests.unit.domain_helpers import (
     AMOUNT_CENTS,
     CURRENCY,
     CUSTOMER_ID,
