@@ -54,6 +54,8 @@ def measure(database_url: str, sagas: int, fail_step: str | None = None) -> dict
     settings = Settings(database_url=database_url, transport="memory", simulate_fail_step=fail_step)
     container = Container(settings=settings)
     engine = container.engine()
+    if engine is None:
+        raise ValueError(f"writes are counted on a SQL database, not {database_url}")
     orchestrator = container.orchestrator()
     relay = container.relay()
     consumer = MemoryEventConsumer(container.memory_transport(), container.intake())
