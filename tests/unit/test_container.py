@@ -78,3 +78,20 @@ def test_an_api_only_process_runs_only_the_relay() -> None:
         time.sleep(0.1)
         assert loop_threads() == {"saga-outbox-relay"}
     assert loop_threads() == set()
+
+
+def test_a_database_unreachable_at_start_is_migrated_once_it_answers_and_the_loops_start_then(tmp_path: Path) -> None:
+    folder = tmp_path / "not-yet"  # SQLite cannot open a file in a folder that does not exist: unreachable
+    settings = Settings(database_url=f"sqlite:///{folder / 'saga.db'}", retry_max_seconds=0.05)
+    container = build_container(settings)
+    with running(container):
+        schema = container.schema()
+        assert schema.problem() == "database unavailable"
+        time.sleep(0.3)  # several attempts
+        assert not schema.ready and "saga-outbox-relay" not in loop_threads()
+
+        folder.mkdir()  # the database answers
+        wait_for(lambda: schema.ready)
+        assert schema.problem() is None
+        wait_for(lambda: "saga-outbox-relay" in loop_threads())
+    assert loop_threads() == set()

@@ -27,7 +27,7 @@ from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, Kaf
 from saga.adapters.kafka_publisher import ensure_topics
 from saga.adapters.kafka_settings import KafkaSettings
 from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable
-from saga.service_layer.backoff import Backoff
+from saga.service_layer.backoff import Backoff, Outage
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.receiver import EventReceiver
 from saga.service_layer.tracing import incoming_traceparent
@@ -66,6 +66,9 @@ class KafkaEventSource:
         self._refused_dead_letters: dict[str, int] = {}
         self._problem: str | None = f"not connected to the broker yet to join consumer group {settings.group_id}"
         self._caught_up_at: datetime | None = None
+        # One log line when the broker or the database goes away, one when it is back.
+        self._connection_outage = Outage("kafka event consumer's connection", log)
+        self._processing_outage = Outage("kafka event consumer", log)
 
     def readiness(self) -> str | None:
         """None while this consumer is a member of a stable group (partitions or not), else what it waits for."""
@@ -92,13 +95,14 @@ class KafkaEventSource:
                 )
                 self._metrics.consumer_ready(True)
                 log.info("consuming %s as group %s", ", ".join(self._settings.event_topics()), self._settings.group_id)
+                self._connection_outage.succeeded()
                 backoff.reset()
                 self._consume(consumer, stop, backoff)
             except KafkaUnavailable as error:
                 self._problem = f"kafka consumer: {error}"
                 self._metrics.count("kafka_consumer_reconnects")
                 pause = backoff.next_pause()
-                log.warning("kafka consumer: %s; reconnecting in %.1fs", error, pause)
+                self._connection_outage.failed(f"kafka consumer: {error}", pause)
                 stop.wait(pause)
             finally:
                 if consumer is not None:
@@ -144,16 +148,13 @@ class KafkaEventSource:
                 if settled_polls >= 2 and len(records) < self._settings.max_poll_records:
                     self._caught_up_at = polled_at
                 backoff.reset()
+                self._processing_outage.succeeded()
                 continue
             undone = records[len(done) :]
             consumer.rewind(undone)
             pause = backoff.next_pause()
-            log.warning(
-                "event %s not processed (%s); %d record(s) read again in %.1fs",
-                undone[0].source,
-                problem,
-                len(undone),
-                pause,
+            self._processing_outage.failed(
+                f"event {undone[0].source} not processed ({problem}); {len(undone)} record(s) read again", pause
             )
             stop.wait(pause)
 

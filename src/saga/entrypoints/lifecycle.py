@@ -47,10 +47,11 @@ def opened_publisher(publisher: CommandPublisher) -> Iterator[CommandPublisher]:
 
 
 class SchemaAtStart:
-    """Brings the database schema to the code's revision in the background, retrying with
-    the shared capped backoff while the database cannot be reached, so a process started
-    during a database outage serves /healthz at once and becomes ready when the database
-    answers. Work that needs the schema waits for it through `when_ready`.
+    """Brings the database schema to the code's revision at start; while the database
+    cannot be reached it goes on trying in a background thread with the shared capped
+    backoff, so a process started during a database outage serves /healthz at once and
+    becomes ready when the database answers. Work that needs the schema waits for it
+    through `when_ready`.
     """
 
     def __init__(self, engine: Engine | None, migrate: bool, retry_max_seconds: float) -> None:

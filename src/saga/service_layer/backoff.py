@@ -57,18 +57,24 @@ class Outage:
     def ongoing(self) -> bool:
         return self._failures > 0
 
-    def failed(self, error: BaseException, retry_in: float) -> None:
+    def failed(self, error: BaseException | str, retry_in: float) -> None:
+        """Counts a failure (an exception, or what went wrong in words); logs the first."""
         self._failures += 1
         if self._failures == 1:
             self._since = time.monotonic()
-            expected = isinstance(error, PersistenceError | OSError | ConnectionError)
+            if isinstance(error, str):
+                cause, unexpected = error, None
+            else:
+                text = str(error).strip()
+                cause = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+                expected = isinstance(error, PersistenceError | OSError | ConnectionError)
+                unexpected = None if expected else error
             self._log.warning(
-                "%s failing: %s: %s; retrying with backoff, next in %.1fs",
+                "%s failing: %s; retrying with backoff, next in %.1fs",
                 self._what,
-                type(error).__name__,
-                str(error).strip().splitlines()[0] if str(error).strip() else "",
+                cause,
                 retry_in,
-                exc_info=None if expected else error,
+                exc_info=unexpected,
             )
         else:
             self._log.debug("%s still failing (%d): %s", self._what, self._failures, error)
