@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -45,11 +46,13 @@ def run(
         saga_process(simulate, env, tmp_path / "simulator.log", port=simulator_port),
         saga_process(["serve"], env, tmp_path / "serve.log", port=orchestrator_port) as base,
     ):
-        saga = wait_for_status(base, start_order(base, SEED_ORDER), FINAL, timeout=30)
-        for _ in range(100):  # a clean-up may still be confirming
+        saga = wait_for_status(base, start_order(base, SEED_ORDER), FINAL, timeout=60)
+        settled_by = time.monotonic() + 30
+        while time.monotonic() < settled_by:  # a clean-up may still be confirming
             saga = requests.get(f"{base}/api/sagas/{saga['id']}", timeout=5).json()
             if all(cleanup["status"] != "pending" for cleanup in saga.get("cleanups", [])):
                 break
+            time.sleep(0.05)
         ledger = [json.loads(line) for line in requests.get(f"{simulator_url}/ledger", timeout=5).text.splitlines()]
         audited = subprocess.run(
             [

@@ -230,7 +230,9 @@ class PlatformCommands:
         self._simulation.ledger.flush()
         if len(replies) == 1:
             return JSONResponse(replies[0])
-        await run_in_threadpool(self._deliver, replies)
+        # Answered first, delivered after, as a service publishes: the orchestrator's relay
+        # may hold its outbox row (on SQLite, the database) until this answer arrives.
+        threading.Thread(target=self._deliver, args=(replies,), name="saga-simulator-deliver", daemon=True).start()
         return JSONResponse({"success": True, "accepted": command.get("type")}, status_code=202)
 
     def _release_loop(self) -> None:
