@@ -28,12 +28,14 @@ from starlette.routing import Route
 
 from saga.adapters.simulated_participants import ACTION_COMMAND, SIMULATABLE_ACTIONS, SimulatedParticipants
 from saga.domain.messages import COMMANDS, JsonObject
+from saga.service_layer.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_BYTES = 1024 * 1024
 DELIVERY_ATTEMPTS = 5
 DELIVERY_BACKOFF_SECONDS = 0.2
+DELIVERY_BACKOFF_MAX_SECONDS = 1.6
 DELIVERY_TIMEOUT_SECONDS = (2.0, 10.0)
 
 
@@ -140,6 +142,7 @@ class HttpParticipants:
     async def _deliver(self, event: JsonObject) -> None:
         if self._delay:
             await asyncio.sleep(self._delay)
+        backoff = Backoff(DELIVERY_BACKOFF_MAX_SECONDS, DELIVERY_BACKOFF_SECONDS)
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             problem = await run_in_threadpool(self._post_event, event)
             if problem is None:
@@ -148,7 +151,7 @@ class HttpParticipants:
                 log.info(
                     "delivering %s for saga %s failed (%s); retrying", event["type"], event["correlation_id"], problem
                 )
-                await asyncio.sleep(DELIVERY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                await asyncio.sleep(backoff.next_pause())
         log.warning(
             "gave up delivering %s for saga %s after %d attempts",
             event["type"],

@@ -19,21 +19,27 @@ FIRST_PAUSE_SECONDS = 0.2
 """The first pause after a failure; later ones double (at random within the window) up to the cap."""
 
 
+def pause_after(failures: int, cap_seconds: float, first_seconds: float = FIRST_PAUSE_SECONDS) -> float:
+    """The pause after `failures` (1 or more) consecutive failures, in seconds: random between
+    `first_seconds` (or the cap, if smaller) and min(cap, first × 2^(failures-1))."""
+    first = min(first_seconds, cap_seconds)
+    state = RetryCallState(Retrying(), None, (), {})
+    state.attempt_number = failures
+    return float(wait_random_exponential(multiplier=first, max=cap_seconds, min=first)(state))
+
+
 class Backoff:
-    """Pauses for consecutive failures: the n-th is random between FIRST_PAUSE_SECONDS (or
-    the cap, if smaller) and min(cap, first × 2^(n-1)) seconds. `reset()` after a success."""
+    """Pauses for consecutive failures, as `pause_after` gives them. `reset()` after a success."""
 
     def __init__(self, cap_seconds: float, first_seconds: float = FIRST_PAUSE_SECONDS) -> None:
-        first = min(first_seconds, cap_seconds)
-        self._wait = wait_random_exponential(multiplier=first, max=cap_seconds, min=first)
-        self._state = RetryCallState(Retrying(), None, (), {})
+        self._cap = cap_seconds
+        self._first = first_seconds
         self.failures = 0
 
     def next_pause(self) -> float:
         """Counts a failure; returns how long to wait before the next attempt, in seconds."""
         self.failures += 1
-        self._state.attempt_number = self.failures
-        return float(self._wait(self._state))
+        return pause_after(self.failures, self._cap, self._first)
 
     def reset(self) -> None:
         self.failures = 0

@@ -14,7 +14,6 @@ participants deduplicate.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from saga.domain.messages import Command, Event
 from saga.ports.clock import Clock
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
 from saga.ports.persistence import Outbox, OutboxEntry, RetryLater, UnitOfWorkFactory
+from saga.service_layer.backoff import pause_after
 from saga.service_layer.log_context import log_context
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import SagaOrchestrator
@@ -160,7 +160,6 @@ class OutboxRelay:
             self._orchestrator.apply_event(reply)
 
     def _retry_delay(self, attempts: int) -> timedelta:
-        # Full jitter: relays that failed together do not retry together.
-        factor: int = 2 ** min(attempts, 16)
-        ceiling = min(self._retry_base * factor, self._retry_max)
-        return ceiling * random.uniform(0.5, 1.0)
+        # The shared backoff (full jitter: relays that failed together do not retry together).
+        cap, first = self._retry_max.total_seconds(), self._retry_base.total_seconds()
+        return timedelta(seconds=pause_after(attempts + 1, cap, first))
