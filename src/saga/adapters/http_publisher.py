@@ -58,6 +58,30 @@ class InvalidReply(ValueError):
     """A 200 body that cannot stand as this command's reply."""
 
 
+UNREACHABLE = (requests.RequestException, Urllib3Error, OSError)
+"""What a send raises when the participant cannot be reached (refused, reset, timed out)."""
+
+
+def post_streamed(
+    session: requests.Session, url: str, data: bytes, headers: Mapping[str, str], timeout: tuple[float, float]
+) -> requests.Response:
+    """POSTs `data` (`timeout`: connect and read seconds) without following redirects, the
+    answer's body left unread for `read_at_most`; use it as a context manager, which
+    releases the connection. Raises one of UNREACHABLE."""
+    return session.post(url, data=data, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
+
+
+def read_at_most(response: requests.Response, limit: int) -> bytes:
+    """The answer's body up to `limit` bytes, and one byte more when it is longer, so the
+    caller can tell; the rest is not worth reading."""
+    body = bytearray()
+    for chunk in response.iter_content(chunk_size=min(limit + 1, 64 * 1024)):
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body[: limit + 1])
+
+
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """The start of a response body on one line, for logs and rejection reasons."""
     flat = " ".join(text.split())
@@ -102,19 +126,13 @@ class HttpCommandPublisher(CommandPublisher):
 
     def _send(self, command: Command) -> SendResult:
         url = self._command_urls[command.participant]
+        headers = trace_headers(command.saga_id, command.message_id)
         try:
-            with self._session.post(
-                url,
-                data=encode_command(command),
-                headers=trace_headers(command.saga_id, command.message_id),
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            ) as response:
+            with post_streamed(self._session, url, encode_command(command), headers, self._timeout) as response:
                 status = response.status_code
                 wait = retry_after(response.headers.get("Retry-After"))
-                body = self._read_body(response)
-        except (requests.RequestException, Urllib3Error, OSError) as error:
+                body = read_at_most(response, self._max_reply_bytes)
+        except UNREACHABLE as error:
             return Undelivered(
                 f"{command.participant} service at {url} unreachable: {type(error).__name__}: {excerpt(str(error))}"
             )
@@ -126,15 +144,6 @@ class HttpCommandPublisher(CommandPublisher):
         if 400 <= status < 500 and status not in TRANSIENT_CLIENT_STATUSES:
             return Rejected(f"{command.participant} service answered {status}: {text}")
         return Undelivered(f"{command.participant} service answered {status}: {text}", retry_after=wait)
-
-    def _read_body(self, response: requests.Response) -> bytes:
-        body = bytearray()
-        for chunk in response.iter_content(chunk_size=64 * 1024):
-            body += chunk
-            if len(body) > self._max_reply_bytes:
-                # Enough to reject or quote it; the rest is not worth reading.
-                break
-        return bytes(body)
 
     def _reply(self, command: Command, url: str, body: bytes) -> SendResult:
         try:

@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import HTTPError as Urllib3Error
 
-from saga.adapters.http_publisher import excerpt, retry_after
+from saga.adapters.http_publisher import UNREACHABLE, excerpt, post_streamed, read_at_most, retry_after
 from saga.domain.messages import Command, Event
 from saga.ports.messaging import CommandPublisher, Delivered, Rejected, SendResult, Undelivered
 from saga.ports.trace_context import trace_headers
@@ -81,19 +80,14 @@ class TimerApiPublisher(CommandPublisher):
     def _send(self, command: Command) -> SendResult:
         if command.type != TIMER_COMMAND:
             return Rejected(f"the timer API carries only {TIMER_COMMAND}, not {command.type}")
+        data = json.dumps(start_timer_body(command), allow_nan=False).encode()
+        headers = {"Content-Type": "application/json", **trace_headers(command.saga_id, command.message_id)}
         try:
-            with self._session.post(
-                self._url,
-                data=json.dumps(start_timer_body(command), allow_nan=False).encode(),
-                headers={"Content-Type": "application/json", **trace_headers(command.saga_id, command.message_id)},
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            ) as response:
+            with post_streamed(self._session, self._url, data, headers, self._timeout) as response:
                 status = response.status_code
                 wait = retry_after(response.headers.get("Retry-After"))
-                body = b"" if 200 <= status < 300 else _read_some(response)
-        except (requests.RequestException, Urllib3Error, OSError) as error:
+                body = b"" if 200 <= status < 300 else read_at_most(response, MAX_ERROR_BODY_BYTES)
+        except UNREACHABLE as error:
             return Undelivered(f"timer API at {self._url} unreachable: {type(error).__name__}: {excerpt(str(error))}")
         if 200 <= status < 300:
             return Delivered(reply=Event(TIMER_STARTED, command.saga_id, {"status": status}, self._clock(), None))
@@ -101,12 +95,3 @@ class TimerApiPublisher(CommandPublisher):
         if status in TRANSIENT_STATUSES or status >= 500:
             return Undelivered(f"timer API answered {status}: {text}", retry_after=wait)
         return Rejected(f"timer API answered {status}: {text}")
-
-
-def _read_some(response: requests.Response) -> bytes:
-    body = bytearray()
-    for chunk in response.iter_content(chunk_size=MAX_ERROR_BODY_BYTES):
-        body += chunk
-        if len(body) >= MAX_ERROR_BODY_BYTES:
-            break
-    return bytes(body[:MAX_ERROR_BODY_BYTES])
