@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from saga.domain.steps import (  # re-exported: the envelope's vocabulary comes from the saga's table
     ACTIONS as ACTIONS,
@@ -20,6 +20,7 @@ from saga.domain.steps import (  # re-exported: the envelope's vocabulary comes 
     REQUIRED_EVENT_FIELDS as REQUIRED_EVENT_FIELDS,
     JsonObject as JsonObject,
     Participant as Participant,
+    format_timestamp as format_timestamp,
 )
 
 
@@ -52,12 +53,6 @@ def new_message_id() -> str:
     return str(uuid.uuid4())
 
 
-def format_timestamp(moment: datetime) -> str:
-    """The contract's time text: ISO 8601 in UTC with its offset, to the microsecond
-    (`2026-11-28T12:00:00.000000+00:00`), as payload fields such as `timeout_at` carry it."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 @dataclass(frozen=True)
 class Command:
     type: str
@@ -86,8 +81,3 @@ class Event:
     payload: JsonObject
     timestamp: datetime
     message_id: str | None = field(default=None)
-
-    @property
-    def error(self) -> str | None:
-        value = self.payload.get("error")
-        return None if value is None else str(value)

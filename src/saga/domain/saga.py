@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from saga.domain.messages import Command, Event, JsonObject, format_timestamp, new_message_id
+from saga.domain.messages import Command, Event, JsonObject, new_message_id
 from saga.domain.policy import SagaPolicy
 from saga.domain.steps import (
     STEP,
@@ -112,25 +112,6 @@ class HistoryEntry:
     message_id: str | None = None
     detail: str | None = None
 
-    def to_dict(self) -> JsonObject:
-        return {
-            "at": format_timestamp(self.at),
-            "kind": self.kind.value,
-            "type": self.type,
-            "message_id": self.message_id,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def from_dict(cls, data: JsonObject) -> HistoryEntry:
-        return cls(
-            datetime.fromisoformat(data["at"]),
-            HistoryKind(data["kind"]),
-            data["type"],
-            data.get("message_id"),
-            data.get("detail"),
-        )
-
 
 @dataclass(frozen=True)
 class Awaiting:
@@ -143,27 +124,6 @@ class Awaiting:
     due_at: datetime
     sent: bool = True
     """False after a compensation was rejected: the re-send waits for its backoff."""
-
-    def to_dict(self) -> JsonObject:
-        return {
-            "command_type": self.command_type,
-            "message_id": self.message_id,
-            "payload": self.payload,
-            "attempts": self.attempts,
-            "due_at": format_timestamp(self.due_at),
-            "sent": self.sent,
-        }
-
-    @classmethod
-    def from_dict(cls, data: JsonObject) -> Awaiting:
-        return cls(
-            data["command_type"],
-            data["message_id"],
-            data["payload"],
-            int(data["attempts"]),
-            datetime.fromisoformat(data["due_at"]),
-            bool(data.get("sent", True)),
-        )
 
 
 class UndoStatus(StrEnum):

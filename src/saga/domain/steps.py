@@ -120,7 +120,9 @@ class UndoSpec:
     """The compensation's payload, from the saga, the resource's id (None while unknown) and the reason."""
 
 
-def _timestamp(moment: datetime) -> str:
+def format_timestamp(moment: datetime) -> str:
+    """The contract's time text: ISO 8601 in UTC with its offset, to the microsecond
+    (`2026-11-28T12:00:00.000000+00:00`), as payload fields such as `timeout_at` carry it."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -182,7 +184,7 @@ STEPS: tuple[StepSpec, ...] = (
         lambda saga, now, policy: {
             "order_id": saga.order_id,
             "customer_id": saga.customer_id,
-            "timeout_at": _timestamp(now + policy.order_timer),
+            "timeout_at": format_timestamp(now + policy.order_timer),
         },
     ),
 )
