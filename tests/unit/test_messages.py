@@ -19,6 +19,7 @@ from saga.domain.messages import (
     Event,
     Participant,
 )
+from saga.domain.saga import failure_reason
 
 MESSAGE_ID = "0b7e2a4c-5d6f-4a1b-9c8d-7e6f5a4b3c2d"
 DROP = object()
@@ -75,7 +76,7 @@ def test_decode_event_reads_utf8_payloads() -> None:
 
     parsed = decode_event(raw.encode("utf-8"))
 
-    assert parsed.error == "café fermé ☕"
+    assert parsed.payload["error"] == "café fermé ☕"
 
 
 def test_timestamp_without_offset_is_read_as_utc() -> None:
@@ -130,8 +131,8 @@ def test_every_known_event_type_is_accepted(type_: str) -> None:
 def test_failure_events_may_carry_an_error() -> None:
     parsed = parse_event(envelope(type="payment.failed", payload={"error": "card declined"}))
 
-    assert parsed.error == "card declined"
-    assert parse_event(envelope(type="payment.failed", payload={})).error is None
+    assert failure_reason(parsed.payload) == "card declined"
+    assert failure_reason(parse_event(envelope(type="payment.failed", payload={})).payload) is None
 
 
 def test_event_envelope_round_trips() -> None:
@@ -321,7 +322,7 @@ def test_failure_event_maps_each_command_to_its_failure_type(command_type: str, 
     failed = command.failure_event("HTTP 422: nope", later)
 
     assert failed == Event(failure, SAGA_ID, {"error": "HTTP 422: nope"}, later, None)
-    assert failed.error == "HTTP 422: nope"
+    assert failure_reason(failed.payload) == "HTTP 422: nope"
     assert failed.type in EVENT_TYPES
 
 
