@@ -57,6 +57,7 @@ def test_a_short_torture_run_keeps_every_invariant(tmp_path: Path) -> None:
     assert report["ambiguous_commits_cut"] >= 1
     assert report["cancels"] >= 1
     assert report["sagas"] >= 200 and report["orders_without_saga"] == 0
+    assert report["drained"], "sagas still moving when the drain time ran out"
     # Everything it started was stopped: nothing listens on its ports or runs from its folder.
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
     assert leftover.stdout.strip() == "", leftover.stdout

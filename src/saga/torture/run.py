@@ -386,7 +386,11 @@ class TortureRun:
             self.tally.count("ambiguous_commits_armed")
             return []
         marker = f"{self.tag}-poison-{number}"
-        topic = settings.topics[["order_events", "user_events", "payment_events", "timer_events"][number % 4]]
+        # Only the event topics of Kafka participants are consumed (the platform's timer answers over its API).
+        consumed = ["order_events", "user_events", "payment_events"]
+        if self.options.profile != "platform":
+            consumed.append("timer_events")
+        topic = settings.topics[consumed[number % len(consumed)]]
         self.tally.poison_markers.append(marker)
         self.tally.count("poison_records")
         value = poison_record(fault.detail, marker)
@@ -456,8 +460,11 @@ class TortureRun:
         deadline = started + self.options.drain_seconds
         while time.monotonic() < deadline:
             try:
-                counts = requests.get(self._api() + "/metrics", timeout=5).json().get("sagas_by_status", {})
-                if counts and counts.get("STARTED", 0) == 0 and counts.get("COMPENSATING", 0) == 0:
+                moving = [
+                    requests.get(f"{self._api()}/api/sagas?status={status}&limit=1", timeout=10).json()
+                    for status in ("STARTED", "COMPENSATING")
+                ]
+                if moving == [[], []]:
                     return True, time.monotonic() - started
             except (requests.RequestException, ValueError, RuntimeError):
                 pass
