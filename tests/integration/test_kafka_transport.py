@@ -283,6 +283,10 @@ def test_service_starts_without_kafka_and_finishes_the_saga_once_the_broker_come
         # Both directions have found the broker missing before it comes.
         wait_for_log(tmp_path / "serve.log", "stay in the outbox")
         wait_for_log(tmp_path / "serve.log", "kafka consumer: no broker answered")
+        # The relay logs inside its transaction and counts after the commit: wait for the count.
+        deadline = time.monotonic() + 10
+        while counters(base).get("commands_undelivered", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert counters(base)["commands_undelivered"] >= 1
         with tansu_broker(port, tmp_path / "tansu.log"), system.simulator():
             saga = wait_for_status(base, saga_id, FINAL, timeout=30)
