@@ -17,6 +17,7 @@ from saga.adapters.kafka_publisher import KafkaCommandPublisher, all_topics, awa
 from saga.domain.messages import Command, new_message_id
 from saga.entrypoints.config import DEFAULT_TOPICS, KafkaSettings
 from saga.ports.messaging import Delivered, Undelivered
+from saga.ports.trace_context import traceparent
 
 pytestmark = pytest.mark.kafka
 
@@ -94,7 +95,11 @@ def test_commands_are_published_keyed_by_saga_with_the_envelope_and_headers(kafk
         record = records[0]
         assert record.key == saga_id.encode()
         assert json.loads(record.value) == command_envelope(expected)
-        assert dict(record.headers) == {"message_id": expected.message_id.encode(), "type": expected.type.encode()}
+        assert dict(record.headers) == {
+            "message_id": expected.message_id.encode(),
+            "type": expected.type.encode(),
+            "traceparent": str(traceparent(expected.saga_id, expected.message_id)).encode(),
+        }
 
 
 def test_uncommitted_records_come_back_and_committed_ones_do_not(kafka_bootstrap: str) -> None:
