@@ -1,8 +1,10 @@
 """Events that do not fit the saga's state change nothing but the count and the history.
 
-docs/contract.md, "No orphan resources": events that do not fit the saga's current state (duplicates, late
-replies after a deadline, replies for a step already passed) change nothing; they
-are recorded in the saga's history and counted.
+docs/contract.md, "No orphan resources": events that do not fit the saga's current state
+(duplicates, late replies that name no resource the saga does not hold, replies for a
+step already passed) change nothing; they are recorded in the saga's history and
+counted. A late reply that names a new resource is undone instead: those cases are in
+test_no_orphan_resources.py.
 """
 
 from __future__ import annotations
