@@ -310,7 +310,8 @@ class SagaApi:
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+    if not isinstance(exc, ApiError):  # Starlette routes only this class here
+        raise exc
     response = error_response(exc.status, exc.message)
     if exc.status == 408:
         # The rest of the body may still be on its way: end the connection rather than read it.
@@ -319,7 +320,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # Starlette routes only this class here
+        raise exc
     response = error_response(exc.status_code, str(exc.detail))
     response.headers.update(exc.headers or {})  # a 405's Allow, say
     return response
@@ -334,7 +336,8 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def _outcome_unknown(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, CommitOutcomeUnknown)
+    if not isinstance(exc, CommitOutcomeUnknown):  # Starlette routes only this class here
+        raise exc
     log.error("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse(
         {

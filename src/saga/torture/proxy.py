@@ -89,7 +89,8 @@ class CommitCuttingProxy:
             link.close()
 
     def _accept(self) -> None:
-        assert self._listener is not None
+        if self._listener is None:
+            raise RuntimeError("the proxy accepts only after start()")
         while not self._stop.is_set():
             try:
                 client, _ = self._listener.accept()
