@@ -14,9 +14,9 @@ from saga.adapters.ledger_files import LedgerUnreadable, read_ledger
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.ports.ledger import LedgerRow, ResourceKind, ResourceStatus
 from saga.ports.persistence import UnitOfWork
 from saga.service_layer.audit import AuditedSaga, FindingKind, audit, stored_sagas
-from saga.service_layer.ledger import LedgerRow, ResourceKind, ResourceStatus
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ORDER, PAYMENT = ResourceKind.ORDER, ResourceKind.PAYMENT

@@ -10,7 +10,7 @@ from saga.adapters.platform_participants import Knob, Knobs
 from saga.domain.messages import JsonObject
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import SagaStatus
-from saga.service_layer.ledger import ResourceKind, ResourceStatus
+from saga.ports.ledger import ResourceKind, ResourceStatus
 from saga.testing import SagaHarness
 
 ORDER: JsonObject = {

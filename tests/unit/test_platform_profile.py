@@ -12,7 +12,7 @@ from saga.adapters.clock import ManualClock
 from saga.adapters.envelope import parse_event
 from saga.adapters.platform_participants import Knob, Knobs, Ledger, PlatformParticipants
 from saga.domain.messages import JsonObject
-from saga.service_layer.ledger import ResourceKind, ResourceStatus
+from saga.ports.ledger import ResourceKind, ResourceStatus
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ORDER_DETAILS: JsonObject = {

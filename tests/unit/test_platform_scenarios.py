@@ -15,8 +15,8 @@ from saga.adapters.platform_participants import Knob, Knobs
 from saga.domain.messages import JsonObject
 from saga.domain.policy import SagaPolicy
 from saga.domain.saga import CreateOrderSaga, SagaStatus, UndoStatus
+from saga.ports.ledger import ResourceKind, ResourceStatus
 from saga.service_layer.audit import AuditReport, FindingKind, audit, audited
-from saga.service_layer.ledger import ResourceKind, ResourceStatus
 from saga.testing import SagaHarness
 
 # The seed's order, with the field the order service's table requires.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from saga.service_layer.ledger import LEDGER_FIELDS, BadLedgerRow, LedgerRow
+from saga.ports.ledger import LEDGER_FIELDS, BadLedgerRow, LedgerRow
 
 FORMATS = ("csv", "jsonl")
 

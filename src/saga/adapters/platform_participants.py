@@ -28,7 +28,7 @@ same, so the orchestrator can be tried against them without them:
 Knobs make a chosen service (or one command type) slow past a deadline, silent for
 good, answer twice (it processes the command twice, as a redelivery would) or fail,
 each for every command or at a given rate. The orders and payments it holds form
-its ledger (`saga.service_layer.ledger`), which `saga audit` compares with the sagas.
+its ledger (`saga.ports.ledger`), which `saga audit` compares with the sagas.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import requests
 import requests.adapters
 
 from saga.domain.messages import JsonObject, Participant
-from saga.service_layer.ledger import LedgerRow, ResourceKind, ResourceStatus
+from saga.ports.ledger import LedgerRow, ResourceKind, ResourceStatus
 
 SERVICE_COMMANDS: Mapping[Participant, tuple[str, ...]] = {
     Participant.ORDER: ("create_order", "update_order_status", "cancel_order"),

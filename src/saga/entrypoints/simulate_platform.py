@@ -42,7 +42,7 @@ from starlette.routing import Route
 from saga.adapters.platform_participants import KNOB_TARGETS, Knob, Knobs, Ledger, PlatformParticipants
 from saga.domain.messages import JsonObject
 from saga.entrypoints.config import ConfigError
-from saga.service_layer.ledger import LEDGER_FIELDS
+from saga.ports.ledger import LEDGER_FIELDS
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`saga audit`: do the participants' records agree with the sagas? (docs/contract.md, "No orphan resources")
 
-The ledger (`saga.service_layer.ledger`) lists the orders and payments the
+The ledger (`saga.ports.ledger`) lists the orders and payments the
 participants hold; the sagas say which ones should be live. Each disagreement is
 reported:
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from saga.domain.saga import CreateOrderSaga, SagaStatus, UndoStatus
+from saga.ports.ledger import LedgerRow, ResourceKind, ResourceStatus
 from saga.ports.persistence import PageCursor, SagaResources, UnitOfWorkFactory
-from saga.service_layer.ledger import LedgerRow, ResourceKind, ResourceStatus
 
 DEFAULT_PAGE_SIZE = 500
 
