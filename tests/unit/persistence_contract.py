@@ -831,6 +831,51 @@ class PersistenceContract:
             assert uow.inbox.record("message-1", first, T0) is False
             assert uow.inbox.record("message-1", second, T0) is False
 
+    def test_a_batch_of_messages_is_recorded_once_each(self, uow_factory: UnitOfWorkFactory) -> None:
+        first, second = new_id(), new_id()
+        with uow_factory() as uow:
+            assert uow.inbox.record("message-1", first, T0) is True
+            uow.commit()
+
+        with uow_factory() as uow:
+            pairs = [(first, "message-1"), (first, "message-2"), (second, "message-1"), (first, "message-2")]
+            assert uow.inbox.record_many(pairs, T0) == {(first, "message-2"), (second, "message-1")}
+            assert uow.inbox.record_many([], T0) == set()
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.inbox.record_many([(first, "message-2"), (second, "message-3")], T0) == {(second, "message-3")}
+            assert uow.inbox.record("message-1", second, T0) is False
+
+    def test_a_batch_of_sagas_reads_back_by_id_leaving_out_unknown_ids(self, uow_factory: UnitOfWorkFactory) -> None:
+        first, second = make_saga(), make_saga(status=SagaStatus.STARTED)
+        self.store(uow_factory, first, second)
+
+        with uow_factory() as uow:
+            found = uow.sagas.get_many([second.id, new_id(), first.id, second.id])
+            assert uow.sagas.get_many([]) == {}
+
+        assert set(found) == {first.id, second.id}
+        assert found[first.id] == self.load(uow_factory, first.id)
+        assert found[second.id] == self.load(uow_factory, second.id)
+
+    def test_sagas_read_as_a_batch_save_like_sagas_read_alone(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+
+        with uow_factory() as uow:
+            loaded = uow.sagas.get_many([saga.id])[saga.id]
+            loaded.status = SagaStatus.FAILED
+            loaded.history.append(HistoryEntry(T0 + timedelta(seconds=9), HistoryKind.STATUS, "FAILED"))
+            uow.sagas.save(loaded)
+            uow.commit()
+
+        stored = self.load(uow_factory, saga.id)
+        assert stored is not None
+        assert stored.status is SagaStatus.FAILED
+        assert stored.history == loaded.history
+        assert stored.version == saga.version + 1
+
     def test_page_can_list_only_sagas_that_left_a_clean_up_unconfirmed(self, uow_factory: UnitOfWorkFactory) -> None:
         left = make_saga(status=SagaStatus.COMPLETED, due_at=None)  # make_saga's clean-up is unconfirmed
         settled = make_saga(status=SagaStatus.COMPLETED, due_at=None)

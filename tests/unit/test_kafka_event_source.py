@@ -13,11 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.support.kafka import event_envelope
 
 from saga.adapters.envelope import decode_event
 from saga.adapters.kafka_consumer import InboundRecord, KafkaUnavailable
 from saga.adapters.kafka_settings import KafkaSettings
+from saga.domain.messages import Event
 from saga.domain.policy import SagaPolicy
+from saga.domain.saga import CreateOrderSaga
 from saga.entrypoints.kafka_events import ATTEMPTS_BEFORE_DEAD_LETTER, JoinNotSettled, KafkaEventSource
 from saga.entrypoints.worker import NEVER, BackgroundWorker
 from saga.service_layer.backoff import Backoff
@@ -198,3 +201,71 @@ def test_the_worker_sweeps_only_up_to_what_every_group_consumer_has_read() -> No
     assert worker(Member(late), Member(None)).events_read_until() == NEVER
     assert worker(Member(late), Member(late, "joining group g")).readiness() == "joining group g"
     assert worker(Member(late)).readiness() is None
+
+
+def event_record(offset: int, event_type: str, saga_id: str, payload: dict[str, Any]) -> InboundRecord:
+    body = event_envelope(event_type, saga_id, payload, message_id=f"m-{offset}")
+    return InboundRecord("order_events", 0, offset, saga_id.encode(), body, (), 0)
+
+
+def waiting_sagas(harness: SagaHarness, count: int) -> list[str]:
+    """Sagas whose create_order went out and whose reply has not come."""
+    return [harness.start_order("cust_1", {"foodItems": [{"price": 5, "quantity": 1}]}) for _ in range(count)]
+
+
+def test_a_polls_records_are_applied_together_and_the_bad_ones_set_aside_in_order() -> None:
+    harness = SagaHarness(silent_step="CREATE_ORDER")
+    first, second = waiting_sagas(harness, 2)
+    source = KafkaEventSource(
+        KafkaSettings(), EventReceiver(harness.orchestrator, harness.metrics, decode_event), harness.metrics
+    )
+    consumer: Any = RefusingDeadLetters(0)
+    records = [
+        event_record(1, "order.created", first, {"order_id": "o-1"}),
+        InboundRecord("order_events", 0, 2, b"k", b"not json", (), 0),
+        event_record(3, "order.created", "00000000-0000-4000-8000-000000000000", {"order_id": "o-x"}),
+        event_record(4, "order.created", second, {"order_id": "o-2"}),
+        event_record(1, "order.created", first, {"order_id": "o-1"}),  # redelivered: a duplicate
+    ]
+
+    done, problem = source._process(consumer, records)
+
+    assert problem is None and done == records
+    assert [record.offset for record in consumer.dead_lettered] == [2, 3]
+    assert harness.saga(first).order_id == "o-1" and harness.saga(second).order_id == "o-2"
+    assert harness.saga(first).current_step.value == "GET_PAYMENT_INFO"
+    assert harness.metrics.get("events_dead_lettered") == 2
+
+
+def test_a_batch_that_fails_unexpectedly_is_applied_one_at_a_time_so_only_its_culprit_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = SagaHarness(silent_step="CREATE_ORDER")
+    first, culprit, third = waiting_sagas(harness, 3)
+    source = KafkaEventSource(
+        KafkaSettings(), EventReceiver(harness.orchestrator, harness.metrics, decode_event), harness.metrics
+    )
+    original = CreateOrderSaga.handle
+
+    def handle(saga: CreateOrderSaga, event: Event, *args: Any) -> Any:
+        if saga.id == culprit:
+            raise RuntimeError("a bug only this saga meets")
+        return original(saga, event, *args)
+
+    monkeypatch.setattr(CreateOrderSaga, "handle", handle)
+    consumer: Any = RefusingDeadLetters(0)
+    records = [
+        event_record(n, "order.created", saga_id, {"order_id": f"o-{n}"})
+        for n, saga_id in enumerate([first, culprit, third])
+    ]
+
+    done, problem = source._process(consumer, records)
+
+    assert done == records[:1] and problem is not None and "a bug only this saga meets" in problem
+    assert harness.saga(first).order_id == "o-0"
+    assert harness.saga(culprit).order_id is None and harness.saga(third).order_id is None
+    for _ in range(ATTEMPTS_BEFORE_DEAD_LETTER - 1):  # its first try was the one above
+        done, problem = source._process(consumer, records[1:])
+    assert problem is None and done == records[1:]
+    assert consumer.dead_lettered == [records[1]]
+    assert harness.saga(third).order_id == "o-2"

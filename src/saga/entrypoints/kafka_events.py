@@ -29,7 +29,7 @@ from saga.adapters.kafka_settings import KafkaSettings
 from saga.ports.persistence import ConcurrencyConflict, StorageUnavailable
 from saga.service_layer.backoff import Backoff, Outage
 from saga.service_layer.metrics import Metrics
-from saga.service_layer.receiver import EventReceiver
+from saga.service_layer.receiver import EventReceiver, Incoming, Receipt
 from saga.service_layer.tracing import incoming_traceparent
 
 log = logging.getLogger(__name__)
@@ -170,12 +170,44 @@ class KafkaEventSource:
     def _process(
         self, consumer: KafkaRecordConsumer, records: Sequence[InboundRecord]
     ) -> tuple[list[InboundRecord], str | None]:
-        """Processes records in order; returns those done, and why it stopped early (None: all done)."""
+        """Processes records in order; returns those done, and why it stopped early (None: all done).
+
+        A poll's records are applied as one batch (one transaction); when applying the
+        batch raises something unexpected, they are applied one at a time instead, so the
+        record at fault is found and, after its tries, set aside alone.
+        """
+        if len(records) > 1:
+            batch = [Incoming(record.value or b"", record.source, record.header("traceparent")) for record in records]
+            try:
+                receipts = self._intake.receive_many(batch)
+            except (StorageUnavailable, ConcurrencyConflict) as error:
+                self._metrics.count("events_retried")
+                return [], f"{type(error).__name__}: {error}"
+            except Exception as error:
+                log.warning("a batch of %d events failed (%r); applying them one at a time", len(records), error)
+            else:
+                return self._settle(consumer, records, receipts)
         done: list[InboundRecord] = []
         for record in records:
             problem = self._process_one(consumer, record)
             if problem is not None:
                 return done, problem
+            done.append(record)
+        return done, None
+
+    def _settle(
+        self, consumer: KafkaRecordConsumer, records: Sequence[InboundRecord], receipts: Sequence[Receipt]
+    ) -> tuple[list[InboundRecord], str | None]:
+        """Sets aside the applied batch's records that were bad or named no saga, in order;
+        returns those done, and why it stopped early (a refused dead letter)."""
+        done: list[InboundRecord] = []
+        for record, result in zip(records, receipts, strict=True):
+            self._failed_attempts.pop(record.source, None)
+            if result.problem is not None:
+                cause = "bad_message" if result.outcome is None else result.outcome.value
+                problem = self._set_aside(consumer, record, result.problem, cause)
+                if problem is not None:
+                    return done, problem
             done.append(record)
         return done, None
 

@@ -87,6 +87,16 @@ class SagaRepository(ABC):
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         """The saga as last committed, or None."""
 
+    def get_many(self, saga_ids: Sequence[str]) -> dict[str, CreateOrderSaga]:
+        """The sagas with these ids as last committed, by id; unknown ids are left out.
+        A store may read them all in one statement; by default it reads one at a time."""
+        found: dict[str, CreateOrderSaga] = {}
+        for saga_id in dict.fromkeys(saga_ids):
+            saga = self.get(saga_id)
+            if saga is not None:
+                found[saga_id] = saga
+        return found
+
     @abstractmethod
     def save(self, saga: CreateOrderSaga) -> None:
         """Stores a changed saga and bumps its version.
@@ -208,6 +218,12 @@ class Inbox(ABC):
     def record(self, message_id: str, saga_id: str, now: datetime) -> bool:
         """Records a consumed (saga id, message id) pair; False if it was already recorded (a duplicate).
         The same message id for another saga is another message (docs/contract.md, "Message envelope")."""
+
+    def record_many(self, messages: Sequence[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
+        """Records consumed (saga id, message id) pairs; returns those that were new. A pair
+        given twice is recorded once: the caller counts its second copy a duplicate. A store
+        may write them all in one statement; by default it records one at a time."""
+        return {pair for pair in dict.fromkeys(messages) if self.record(pair[1], pair[0], now)}
 
     @abstractmethod
     def purge(self, processed_before: datetime, limit: int) -> int:

@@ -191,10 +191,14 @@ class Metrics:
         now: datetime,
         reply: Event | None = None,
         deadline: bool = False,
+        after: SagaBefore | None = None,
     ) -> None:
         """Records what one committed use case did to `saga`: the reply it applied (its
         step's duration, a compensation rejected), the deadline that passed, each
-        compensation started, confirmed or given up, the final status it reached."""
+        compensation started, confirmed or given up, the final status it reached.
+        `after`, when given, is the saga right after this change (a batch may change it again)."""
+        if after is None:
+            after = SagaBefore.of(saga)
         awaiting_before = before.awaiting
         if reply is not None and awaiting_before is not None:
             self._replied(saga, awaiting_before, reply, now)
@@ -203,15 +207,15 @@ class Metrics:
             self._deadlines.labels(_bounded(command, COMMANDS)).inc()
             if command in COMPENSATION_KINDS:
                 self._compensations.labels(command, "no_reply").inc()
-        for index, undo in enumerate(saga.compensations):
+        for index, undo in enumerate(after.compensations):
             earlier = before.compensations[index].status if index < len(before.compensations) else None
             outcome = COMPENSATION_OUTCOMES.get(undo.status)
             if undo.status is not earlier and outcome is not None:
                 self._compensations.labels(_bounded(undo.command_type, COMPENSATION_KINDS), outcome).inc()
-        if saga.status is not before.status and saga.status.is_final:
-            self._finished.labels(saga.status.value).inc()
+        if after.status is not before.status and after.status.is_final:
+            self._finished.labels(after.status.value).inc()
             ended = saga.completed_at or now
-            self._duration.labels(saga.status.value).observe(max((ended - saga.created_at).total_seconds(), 0.0))
+            self._duration.labels(after.status.value).observe(max((ended - saga.created_at).total_seconds(), 0.0))
 
     def _replied(self, saga: CreateOrderSaga, awaiting: Awaiting, reply: Event, now: datetime) -> None:
         action = ACTIONS.get(awaiting.command_type)

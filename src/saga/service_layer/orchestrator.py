@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -34,7 +34,7 @@ from saga.ports.persistence import (
 from saga.service_layer.log_context import bind, log_context
 from saga.service_layer.metrics import Metrics, SagaBefore
 from saga.service_layer.relay_queue import RelayQueue
-from saga.service_layer.tracing import Tracing
+from saga.service_layer.tracing import Tracing, incoming_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +247,101 @@ class SagaOrchestrator:
         self._queued(commands)
         self._log_status(saga, status_before)
         return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
+
+    def apply_events(
+        self, events: Sequence[Event], traceparents: Sequence[str | None] | None = None
+    ) -> list[EventOutcome]:
+        """Applies a batch of participants' events in one unit of work; returns each one's
+        outcome, in the order given.
+
+        The effect is that of applying them one at a time in that order (each saga's
+        events in the order they came, each message_id at most once per saga), with one
+        commit for the batch: group commit, as a consumer poll or a burst of HTTP
+        replies brings them. `traceparents`, parallel to `events`, are the ones each
+        arrived with (a Kafka header), for its span.
+
+        Raises StorageUnavailable when nothing was written (retry the batch; its events
+        that were written after all are then duplicates), and whatever applying an event
+        raised unexpectedly: nothing of the batch is written then, and the caller may
+        apply its events one at a time to find the one at fault.
+        """
+        if not events:
+            return []
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                return self._apply_batch(events, traceparents)
+            except ConcurrencyConflict:
+                # Another process moved one of these sagas (a reply may come on any partition).
+                self._metrics.count("concurrency_conflicts")
+        return [self.apply_event(event) for event in events]
+
+    def _apply_batch(self, events: Sequence[Event], traceparents: Sequence[str | None] | None) -> list[EventOutcome]:
+        now = self._clock.now()
+        outcomes: list[EventOutcome] = []
+        changes: list[tuple[CreateOrderSaga, SagaBefore, SagaBefore, Event]] = []
+        loaded_status: dict[str, SagaStatus] = {}
+        commands: dict[str, list[Command]] = {}
+        """The commands each saga decided in this batch, not yet written."""
+        with self._uow_factory() as uow:
+            sagas = uow.sagas.get_many([event.saga_id for event in events])
+            fresh = uow.inbox.record_many(
+                [(event.saga_id, event.message_id) for event in events if event.saga_id in sagas and event.message_id],
+                now,
+            )
+            for index, event in enumerate(events):
+                saga = sagas.get(event.saga_id)
+                if saga is None:
+                    outcomes.append(EventOutcome.UNKNOWN_SAGA)
+                    continue
+                loaded_status.setdefault(saga.id, saga.status)
+                with (
+                    incoming_traceparent(traceparents[index] if traceparents else None),
+                    log_context(saga_id=event.saga_id, message_id=event.message_id, step=saga.current_step.value),
+                    self._tracing.use_case("saga.apply_event", event.saga_id, event.message_id),
+                ):
+                    if event.message_id is not None:
+                        key = (saga.id, event.message_id)
+                        if key not in fresh:
+                            saga.note_duplicate(event, now)
+                            outcomes.append(EventOutcome.DUPLICATE)
+                            continue
+                        fresh.discard(key)  # a second copy in this batch is a duplicate
+                    ignored_before, status_before, before = saga.ignored_events, saga.status, SagaBefore.of(saga)
+                    decided = saga.handle(event, now, self._policy)
+                    if status_before is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED:
+                        # Undoing begins: what this batch decided before must not go out either.
+                        commands[saga.id] = []
+                    commands.setdefault(saga.id, []).extend(decided)
+                    if saga.ignored_events > ignored_before:
+                        outcomes.append(EventOutcome.IGNORED)
+                    else:
+                        outcomes.append(EventOutcome.APPLIED)
+                        changes.append((saga, before, SagaBefore.of(saga), event))
+            touched = [sagas[saga_id] for saga_id in loaded_status]
+            withdrawn = {
+                saga.id: uow.outbox.discard_unsent(saga.id, now)
+                for saga in touched
+                if loaded_status[saga.id] is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED
+            }
+            for saga in touched:
+                uow.sagas.save(saga)
+            queued = [command for saga in touched for command in commands.get(saga.id, [])]
+            uow.outbox.add(queued, self._hold_until(now))
+            _commit(uow)
+        # Said once it is true: a transaction retried after a conflict would say it again.
+        for saga_id, count in withdrawn.items():
+            if count:
+                log.info("saga %s: %d unsent command(s) withdrawn", saga_id, count)
+        for event, outcome in zip(events, outcomes, strict=True):
+            self._metrics.event(event.type, outcome.value)
+            if outcome is not EventOutcome.APPLIED:
+                log.info("event %s for saga %s: %s", event.type, event.saga_id, outcome.value)
+        for saga, before, after, event in changes:
+            self._metrics.saga_changed(saga, before, now, reply=event, after=after)
+        self._queued(queued)
+        for saga in touched:
+            self._log_status(saga, loaded_status[saga.id])
+        return outcomes
 
     def sweep_deadlines(self, limit: int = 500, events_read_until: datetime | None = None) -> int:
         """Acts on every saga whose deadline has passed; returns how many were acted on.

@@ -8,7 +8,7 @@ a dead letter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from saga.domain.messages import BadMessage, Event
@@ -27,6 +27,17 @@ class Receipt:
     """Why the message was rejected: bad, or naming no saga."""
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One message as a transport took it in, for a batch."""
+
+    raw: bytes | str
+    source: str = ""
+    """Where it came from, as logs and dead letters name it (`topic/partition@offset`)."""
+    traceparent: str | None = None
+    """The W3C trace context it carried, if any."""
+
+
 class EventReceiver:
     def __init__(
         self, orchestrator: SagaOrchestrator, metrics: Metrics, decode: Callable[[bytes | str], Event]
@@ -40,16 +51,48 @@ class EventReceiver:
         try:
             event = self._decode(raw)
         except BadMessage as bad:
-            self._metrics.event("", "bad")  # its type could not be read
-            log.warning("bad event%s: %s", f" from {source}" if source else "", bad)
-            return Receipt(None, str(bad))
+            return self._bad(bad, source)
         return self.apply(event, source)
+
+    def receive_many(self, messages: Sequence[Incoming]) -> list[Receipt]:
+        """Decodes messages and applies the good ones as one batch, in order (one unit of
+        work: `SagaOrchestrator.apply_events`); returns a receipt for each, in order.
+
+        Raises what `apply_events` raises (StorageUnavailable, or an unexpected error):
+        nothing of the batch was applied then.
+        """
+        receipts: list[Receipt | None] = []
+        events: list[Event] = []
+        positions: list[int] = []
+        for position, message in enumerate(messages):
+            try:
+                event = self._decode(message.raw)
+            except BadMessage as bad:
+                receipts.append(self._bad(bad, message.source))
+                continue
+            receipts.append(None)
+            events.append(event)
+            positions.append(position)
+        traceparents = [messages[position].traceparent for position in positions]
+        outcomes = self._orchestrator.apply_events(events, traceparents)
+        for position, event, outcome in zip(positions, events, outcomes, strict=True):
+            receipts[position] = self._receipt(event, outcome, messages[position].source)
+        return [receipt for receipt in receipts if receipt is not None]
 
     def apply(self, event: Event, source: str = "") -> Receipt:
         with log_context(saga_id=event.saga_id, message_id=event.message_id):
-            outcome = self._orchestrator.apply_event(event)
-            if outcome is EventOutcome.UNKNOWN_SAGA:
-                where = f" from {source}" if source else ""
+            return self._receipt(event, self._orchestrator.apply_event(event), source)
+
+    def _bad(self, bad: BadMessage, source: str) -> Receipt:
+        self._metrics.event("", "bad")  # its type could not be read
+        log.warning("bad event%s: %s", f" from {source}" if source else "", bad)
+        return Receipt(None, str(bad))
+
+    @staticmethod
+    def _receipt(event: Event, outcome: EventOutcome, source: str) -> Receipt:
+        if outcome is EventOutcome.UNKNOWN_SAGA:
+            where = f" from {source}" if source else ""
+            with log_context(saga_id=event.saga_id, message_id=event.message_id):
                 log.warning("event %s%s names no saga: %s", event.type, where, event.saga_id)
-                return Receipt(outcome, f"no saga {event.saga_id}")
+            return Receipt(outcome, f"no saga {event.saga_id}")
         return Receipt(outcome)

@@ -45,6 +45,10 @@ from saga.ports.persistence import (
 INSERT_SAGA = sagas.insert()
 SELECT_SAGAS = {dialect: saga_select(dialect) for dialect in ("postgresql", "sqlite")}
 SELECT_SAGA = {dialect: query.where(sagas.c.id == bindparam("saga_id")) for dialect, query in SELECT_SAGAS.items()}
+SELECT_SAGA_BATCH = {
+    dialect: query.where(sagas.c.id.in_(bindparam("saga_ids", expanding=True)))
+    for dialect, query in SELECT_SAGAS.items()
+}
 # SET names the columns given at execute(): each set of changed columns compiles once.
 UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
 INSERT_HISTORY = saga_history.insert()
@@ -119,6 +123,12 @@ INSERT_INBOX = {
     "sqlite": sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["saga_id", "message_id"]),
 }
 
+INSERT_INBOX_RETURNING = {
+    # One statement for a batch: the pairs it returns are the new ones; the rest were consumed before.
+    dialect: statement.returning(inbox.c.saga_id, inbox.c.message_id)
+    for dialect, statement in INSERT_INBOX.items()
+}
+
 
 def _outbox_entry(row: Row[*tuple[Any, ...]]) -> OutboxEntry:
     command = Command(row.command_type, row.saga_id, row.payload, row.message_id, row.created_at)
@@ -170,6 +180,16 @@ class SqlAlchemySagaRepository(SagaRepository):
             connection = self._connection()
             row = connection.execute(SELECT_SAGA[connection.dialect.name], {"saga_id": saga_id}).first()
         return self._loaded(row) if row is not None else None
+
+    def get_many(self, saga_ids: Sequence[str]) -> dict[str, CreateOrderSaga]:
+        wanted = list(dict.fromkeys(saga_ids))
+        if not wanted:
+            return {}
+        with translated_errors():
+            connection = self._connection()
+            rows = connection.execute(SELECT_SAGA_BATCH[connection.dialect.name], {"saga_ids": wanted}).all()
+        loaded = (self._loaded(row) for row in rows)
+        return {saga.id: saga for saga in loaded}
 
     def save(self, saga: CreateOrderSaga) -> None:
         progress = progress_row(saga)
@@ -369,6 +389,19 @@ class SqlAlchemyInbox(Inbox):
         values = {"message_id": message_id, "saga_id": saga_id, "processed_at": now}
         with translated_errors():
             return connection.execute(statement, values).rowcount == 1
+
+    def record_many(self, messages: Sequence[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
+        pairs = list(dict.fromkeys(messages))
+        if not pairs:
+            return set()
+        connection = self._connection()
+        statement = INSERT_INBOX_RETURNING.get(connection.dialect.name)
+        if statement is None:
+            raise StorageUnavailable(f"no inbox insert for the {connection.dialect.name} dialect")
+        values = [{"saga_id": saga_id, "message_id": message_id, "processed_at": now} for saga_id, message_id in pairs]
+        with translated_errors():
+            rows = connection.execute(statement, values).all()
+        return {(row.saga_id, row.message_id) for row in rows}
 
     def purge(self, processed_before: datetime, limit: int) -> int:
         with translated_errors():
