@@ -876,6 +876,32 @@ class PersistenceContract:
         assert stored.history == loaded.history
         assert stored.version == saga.version + 1
 
+    def test_sagas_saved_together_keep_each_ones_history_and_version(self, uow_factory: UnitOfWorkFactory) -> None:
+        first, second, stale = make_saga(), make_saga(), make_saga()
+        self.store(uow_factory, first, second, stale)
+        with uow_factory() as uow:
+            moved = uow.sagas.get(stale.id)
+            assert moved is not None
+            uow.sagas.save(moved)
+            uow.commit()
+
+        with uow_factory() as uow:
+            loaded = uow.sagas.get_many([first.id, second.id])
+            for n, saga in enumerate(loaded.values()):
+                saga.history.append(HistoryEntry(T0 + timedelta(seconds=n), HistoryKind.STATUS, f"S{n}"))
+            uow.sagas.save_many(list(loaded.values()))
+            uow.commit()
+
+        for saga in loaded.values():
+            stored = self.load(uow_factory, saga.id)
+            assert stored is not None and stored.history == saga.history and stored.version == saga.version == 1
+        with uow_factory() as uow:
+            fresh = uow.sagas.get(first.id)
+            assert fresh is not None
+            with pytest.raises(ConcurrencyConflict):
+                uow.sagas.save_many([fresh, stale])  # `stale` was read before another save moved it
+                uow.commit()
+
     def test_page_can_list_only_sagas_that_left_a_clean_up_unconfirmed(self, uow_factory: UnitOfWorkFactory) -> None:
         left = make_saga(status=SagaStatus.COMPLETED, due_at=None)  # make_saga's clean-up is unconfirmed
         settled = make_saga(status=SagaStatus.COMPLETED, due_at=None)

@@ -104,6 +104,12 @@ class SagaRepository(ABC):
         Raises ConcurrencyConflict if the stored version is not the one read.
         """
 
+    def save_many(self, sagas: Sequence[CreateOrderSaga]) -> None:
+        """`save` for each saga; a store may write their history in one statement.
+        Raises ConcurrencyConflict if any one's stored version is not the one read."""
+        for saga in sagas:
+            self.save(saga)
+
     @abstractmethod
     def page(
         self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False

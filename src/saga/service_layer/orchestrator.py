@@ -205,48 +205,11 @@ class SagaOrchestrator:
         log.error("saga %s: the outcome of its commit is unknown (%s)", saga_id, error)
         raise CommitOutcomeUnknown(saga_id, str(error)) from error
 
-    def apply_event(self, event: Event) -> EventOutcome:
-        """Applies a participant's event to its saga, at most once per message_id."""
-        with (
-            log_context(saga_id=event.saga_id, message_id=event.message_id),
-            self._tracing.use_case("saga.apply_event", event.saga_id, event.message_id),
-        ):
-            return self._apply_event(event)
-
-    def _apply_event(self, event: Event) -> EventOutcome:
-        for _ in range(CONFLICT_RETRIES):
-            try:
-                outcome = self._apply_once(event)
-            except ConcurrencyConflict:
-                self._metrics.count("concurrency_conflicts")
-                continue
-            self._metrics.event(event.type, outcome.value)
-            if outcome is not EventOutcome.APPLIED:
-                log.info("event %s for saga %s: %s", event.type, event.saga_id, outcome.value)
-            return outcome
-        raise ConcurrencyConflict(f"saga {event.saga_id} kept changing while applying {event.type}")
-
-    def _apply_once(self, event: Event) -> EventOutcome:
-        now = self._clock.now()
-        with self._uow_factory() as uow:
-            saga = uow.sagas.get(event.saga_id)
-            if saga is None:
-                return EventOutcome.UNKNOWN_SAGA
-            bind(step=saga.current_step.value)
-            if event.message_id is not None and not uow.inbox.record(event.message_id, saga.id, now):
-                saga.note_duplicate(event, now)
-                self._store(uow, saga, [])
-                return EventOutcome.DUPLICATE
-            ignored_before, status_before, before = saga.ignored_events, saga.status, SagaBefore.of(saga)
-            commands = saga.handle(event, now, self._policy)
-            self._store(uow, saga, commands, status_before)
-            ignored = saga.ignored_events > ignored_before
-        if not ignored:
-            self._metrics.saga_changed(saga, before, now, reply=event)
-            log.debug("saga %s: %s applied; %s at %s", saga.id, event.type, saga.status, saga.current_step)
-        self._queued(commands)
-        self._log_status(saga, status_before)
-        return EventOutcome.IGNORED if ignored else EventOutcome.APPLIED
+    def apply_event(self, event: Event, traceparent: str | None = None) -> EventOutcome:
+        """Applies a participant's event to its saga, at most once per (saga, message_id):
+        a batch of one (`apply_events`). Raises StorageUnavailable when nothing was written,
+        ConcurrencyConflict when the saga kept changing under it."""
+        return self.apply_events([event], [traceparent])[0]
 
     def apply_events(
         self, events: Sequence[Event], traceparents: Sequence[str | None] | None = None
@@ -273,7 +236,11 @@ class SagaOrchestrator:
             except ConcurrencyConflict:
                 # Another process moved one of these sagas (a reply may come on any partition).
                 self._metrics.count("concurrency_conflicts")
-        return [self.apply_event(event) for event in events]
+        if len(events) == 1:
+            raise ConcurrencyConflict(f"saga {events[0].saga_id} kept changing while applying {events[0].type}")
+        # One saga kept changing: the others need not wait for it.
+        traced = traceparents or [None] * len(events)
+        return [self.apply_event(event, traceparent) for event, traceparent in zip(events, traced, strict=True)]
 
     def _apply_batch(self, events: Sequence[Event], traceparents: Sequence[str | None] | None) -> list[EventOutcome]:
         now = self._clock.now()
@@ -323,8 +290,7 @@ class SagaOrchestrator:
                 for saga in touched
                 if loaded_status[saga.id] is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED
             }
-            for saga in touched:
-                uow.sagas.save(saga)
+            uow.sagas.save_many(touched)
             queued = [command for saga in touched for command in commands.get(saga.id, [])]
             uow.outbox.add(queued, self._hold_until(now))
             _commit(uow)
@@ -335,9 +301,13 @@ class SagaOrchestrator:
         for event, outcome in zip(events, outcomes, strict=True):
             self._metrics.event(event.type, outcome.value)
             if outcome is not EventOutcome.APPLIED:
-                log.info("event %s for saga %s: %s", event.type, event.saga_id, outcome.value)
+                with log_context(saga_id=event.saga_id, message_id=event.message_id):
+                    log.info("event %s for saga %s: %s", event.type, event.saga_id, outcome.value)
         for saga, before, after, event in changes:
             self._metrics.saga_changed(saga, before, now, reply=event, after=after)
+            if log.isEnabledFor(logging.DEBUG):
+                with log_context(saga_id=saga.id, message_id=event.message_id):
+                    log.debug("saga %s: %s applied; %s at %s", saga.id, event.type, after.status, saga.current_step)
         self._queued(queued)
         for saga in touched:
             self._log_status(saga, loaded_status[saga.id])

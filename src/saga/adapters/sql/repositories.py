@@ -155,10 +155,13 @@ class SqlAlchemySagaRepository(SagaRepository):
     def __init__(self, connection: ConnectionSource) -> None:
         self._connection = connection
         self._stored: dict[str, _Stored] = {}
+        self._saved_progress: dict[str, dict[str, Any]] = {}
+        """Progress columns written by the save in progress, by saga id."""
 
     def forget(self) -> None:
         """Drops what it knew of stored rows: the transaction that held them rolled back."""
         self._stored.clear()
+        self._saved_progress.clear()
 
     def add(self, saga: CreateOrderSaga) -> None:
         row = saga_row(saga)
@@ -192,29 +195,40 @@ class SqlAlchemySagaRepository(SagaRepository):
         return {saga.id: saga for saga in loaded}
 
     def save(self, saga: CreateOrderSaga) -> None:
+        self.save_many([saga])
+
+    def save_many(self, sagas: Sequence[CreateOrderSaga]) -> None:
+        added: list[dict[str, Any]] = []
+        with translated_errors():
+            connection = self._connection()
+            for saga in sagas:
+                added += self._update(connection, saga)
+            if added:
+                connection.execute(INSERT_HISTORY, added if len(added) > 1 else added[0])
+        for saga in sagas:
+            saga.version += 1
+            self._remember(saga, self._saved_progress.pop(saga.id))
+
+    def _update(self, connection: Connection, saga: CreateOrderSaga) -> list[dict[str, Any]]:
+        """Writes the saga's changed columns, checking its version; returns its new history rows."""
         progress = progress_row(saga)
         known = self._stored.get(saga.id)
         if known is not None and known.version != saga.version:
             known = None
         changed = progress if known is None else {k: v for k, v in progress.items() if known.progress.get(k) != v}
-        with translated_errors():
-            connection = self._connection()
-            values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
-            if connection.execute(UPDATE_SAGA, values).rowcount != 1:
-                raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
-            if known is not None:
-                stored_length = known.history_length
-            else:
-                stored_length = connection.execute(COUNT_HISTORY, {"saga_id": saga.id}).scalar_one()
-            if len(saga.history) < stored_length:
-                # History only grows; one that shrank is stored anew.
-                connection.execute(DELETE_HISTORY, {"saga_id": saga.id})
-                stored_length = 0
-            if len(saga.history) > stored_length:
-                added = history_rows(saga.id, saga.history[stored_length:], stored_length)
-                connection.execute(INSERT_HISTORY, added if len(added) > 1 else added[0])
-        saga.version += 1
-        self._remember(saga, progress)
+        values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
+        if connection.execute(UPDATE_SAGA, values).rowcount != 1:
+            raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
+        self._saved_progress[saga.id] = progress
+        if known is not None:
+            stored_length = known.history_length
+        else:
+            stored_length = connection.execute(COUNT_HISTORY, {"saga_id": saga.id}).scalar_one()
+        if len(saga.history) < stored_length:
+            # History only grows; one that shrank is stored anew.
+            connection.execute(DELETE_HISTORY, {"saga_id": saga.id})
+            stored_length = 0
+        return history_rows(saga.id, saga.history[stored_length:], stored_length)
 
     def page(
         self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
