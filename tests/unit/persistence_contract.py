@@ -8,6 +8,7 @@ of work over one fresh, empty, migrated store. Stores whose transactions run sid
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from copy import deepcopy
@@ -39,7 +40,6 @@ from saga.ports.persistence import (
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-LEASE = timedelta(seconds=30)
 # Threads waiting on each other give up after this long instead of hanging the run.
 RENDEZVOUS_TIMEOUT = 10.0
 
@@ -310,7 +310,7 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.sagas.get(saga.id) is None
             assert uow.outbox.pending_count() == 0
-            assert uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE) == []
+            assert uow.outbox.claim_due(T0 + timedelta(days=1), 10) == []
             assert uow.inbox.record("message-1", saga.id, T0)
 
     def test_an_error_inside_the_block_discards_everything(self, uow_factory: UnitOfWorkFactory) -> None:
@@ -552,7 +552,7 @@ class PersistenceContract:
         self.store(uow_factory, saga, commands=[command])
 
         with uow_factory() as uow:
-            [entry] = uow.outbox.claim_due(T0, 10, LEASE)
+            [entry] = uow.outbox.claim_due(T0, 10)
             uow.commit()
 
         assert entry.command == command
@@ -569,77 +569,76 @@ class PersistenceContract:
         self.store(uow_factory, commands=[newest, oldest, middle, future])
 
         with uow_factory() as uow:
-            first = uow.outbox.claim_due(T0 + timedelta(seconds=5), 2, LEASE)
-            rest = uow.outbox.claim_due(T0 + timedelta(seconds=5), 10, LEASE)
+            first = uow.outbox.claim_due(T0 + timedelta(seconds=5), 2)
+            rest = uow.outbox.claim_due(T0 + timedelta(seconds=5), 10)
             uow.commit()
 
         assert [entry.command for entry in first] == [oldest, middle]
         assert [entry.command for entry in rest] == [newest]  # `future` is not due yet
 
-    def test_a_lease_hides_claimed_entries_until_it_ends(self, uow_factory: UnitOfWorkFactory) -> None:
+    def test_a_committed_claim_records_its_entries_as_sent(self, uow_factory: UnitOfWorkFactory) -> None:
         commands = [make_command(new_id(), T0) for _ in range(3)]
         self.store(uow_factory, commands=commands)
 
         with uow_factory() as uow:
-            claimed = uow.outbox.claim_due(T0, 10, LEASE)
+            claimed = uow.outbox.claim_due(T0, 10)
+            assert uow.outbox.pending_count() == 0  # its own claim, before commit
             uow.commit()
         with uow_factory() as uow:
-            during_lease = uow.outbox.claim_due(T0 + LEASE - timedelta(microseconds=1), 10, LEASE)
-            uow.commit()
-        with uow_factory() as uow:
-            after_lease = uow.outbox.claim_due(T0 + LEASE, 10, LEASE)
+            again = uow.outbox.claim_due(T0 + timedelta(days=1), 10)
+            by_id = uow.outbox.claim_by_message_ids([command.message_id for command in commands], T0)
             pending = uow.outbox.pending_count()
-            uow.commit()
+            awaiting = [uow.outbox.awaiting_delivery(command.message_id) for command in commands]
 
         assert [entry.command for entry in claimed] == commands
-        assert during_lease == []
-        assert after_lease == claimed  # a relay that died mid-send loses nothing
-        assert pending == 3
+        assert again == [] and by_id == []
+        assert pending == 0 and awaiting == [False, False, False]
 
     def test_a_claim_that_is_not_committed_leaves_entries_claimable(self, uow_factory: UnitOfWorkFactory) -> None:
         command = make_command(new_id())
         self.store(uow_factory, commands=[command])
 
         with uow_factory() as uow:
-            assert len(uow.outbox.claim_due(T0, 10, LEASE)) == 1
+            assert len(uow.outbox.claim_due(T0, 10)) == 1
+        with uow_factory() as uow:
+            assert len(uow.outbox.claim_by_message_ids([command.message_id], T0)) == 1
+            uow.rollback()  # a relay that died before its commit: the command goes again
+            assert uow.outbox.awaiting_delivery(command.message_id)
+            assert uow.outbox.pending_count() == 1
 
         with uow_factory() as uow:
-            assert [entry.command for entry in uow.outbox.claim_due(T0, 10, LEASE)] == [command]
+            assert [entry.command for entry in uow.outbox.claim_due(T0, 10)] == [command]
 
-    def test_sent_entries_are_never_claimed_again(self, uow_factory: UnitOfWorkFactory) -> None:
+    def test_a_put_back_entry_alone_is_claimed_again(self, uow_factory: UnitOfWorkFactory) -> None:
         commands = [make_command(new_id()) for _ in range(3)]
         self.store(uow_factory, commands=commands)
         with uow_factory() as uow:
-            entries = uow.outbox.claim_due(T0, 10, LEASE)
-            uow.commit()
-
-        with uow_factory() as uow:
-            uow.outbox.settle(T0 + timedelta(seconds=1), delivered=[entries[0].id, entries[2].id])
-            uow.outbox.settle(T0)
+            entries = uow.outbox.claim_due(T0, 10)
+            uow.outbox.retry([RetryLater(entries[1].id, T0, "broker unavailable")])
+            uow.outbox.retry([])
             uow.commit()
 
         with uow_factory() as uow:
             assert uow.outbox.pending_count() == 1
-            again = uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE)
+            again = uow.outbox.claim_due(T0 + timedelta(days=1), 10)
         assert [entry.command for entry in again] == [commands[1]]
 
-    def test_settling_a_retry_puts_an_entry_back_at_the_given_time(self, uow_factory: UnitOfWorkFactory) -> None:
+    def test_a_retry_puts_an_entry_back_at_the_given_time(self, uow_factory: UnitOfWorkFactory) -> None:
         command = make_command(new_id())
         self.store(uow_factory, commands=[command])
+        retry_at = T0 + timedelta(seconds=3)
         with uow_factory() as uow:
-            [entry] = uow.outbox.claim_due(T0, 10, LEASE)
-            uow.commit()
-        retry_at = T0 + timedelta(seconds=3)  # sooner than the lease would end
-
-        with uow_factory() as uow:
-            uow.outbox.settle(T0, retry=[RetryLater(entry.id, retry_at, "broker unavailable")])
+            [entry] = uow.outbox.claim_due(T0, 10)
+            uow.outbox.retry([RetryLater(entry.id, retry_at, "broker unavailable")])
             uow.commit()
 
         with uow_factory() as uow:
-            too_soon = uow.outbox.claim_due(retry_at - timedelta(microseconds=1), 10, LEASE)
-            [retried] = uow.outbox.claim_due(retry_at, 10, LEASE)
-            uow.outbox.settle(retry_at, retry=[RetryLater(retried.id, retry_at, "still unavailable")])
-            [third] = uow.outbox.claim_due(retry_at, 10, LEASE)
+            assert uow.outbox.awaiting_delivery(command.message_id)
+            too_soon = uow.outbox.claim_due(retry_at - timedelta(microseconds=1), 10)
+            [retried] = uow.outbox.claim_due(retry_at, 10)
+            uow.outbox.retry([RetryLater(retried.id, retry_at, "still unavailable")])
+            [third] = uow.outbox.claim_due(retry_at, 10)
+            uow.outbox.retry([RetryLater(third.id, retry_at, "unavailable again")])
             assert uow.outbox.pending_count() == 1
             uow.commit()
 
@@ -656,8 +655,7 @@ class PersistenceContract:
             uow.commit()
 
         with uow_factory() as uow:
-            [entry, *_] = uow.outbox.claim_due(T0, 10, LEASE)
-            uow.outbox.settle(T0, delivered=[entry.id])
+            assert len(uow.outbox.claim_due(T0, 1)) == 1
             uow.commit()
 
         with uow_factory() as uow:
@@ -672,9 +670,9 @@ class PersistenceContract:
             uow.commit()
         with uow_factory() as uow:
             assert uow.outbox.oldest_pending_at() == T0 + timedelta(seconds=1)
-            first = min(uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE), key=lambda e: e.command.timestamp)
-            uow.outbox.settle(T0, delivered=[first.id])
+            [first] = uow.outbox.claim_due(T0 + timedelta(days=1), 1)
             uow.commit()
+        assert first.command.timestamp == T0 + timedelta(seconds=1)
         with uow_factory() as uow:
             assert uow.outbox.oldest_pending_at() == T0 + timedelta(seconds=5)  # the sent one no longer counts
 
@@ -689,18 +687,16 @@ class PersistenceContract:
             uow.commit()
 
         with uow_factory() as uow:
-            assert uow.outbox.claim_due(hold_until - timedelta(microseconds=1), 10, LEASE) == []
-            [entry] = uow.outbox.claim_by_message_ids([held.message_id, new_id()])
-            assert uow.outbox.claim_by_message_ids([]) == []
-            uow.outbox.settle(T0, delivered=[entry.id])
-            uow.outbox.settle(T0)
+            assert uow.outbox.claim_due(hold_until - timedelta(microseconds=1), 10) == []
+            [entry] = uow.outbox.claim_by_message_ids([held.message_id, new_id()], T0)
+            assert uow.outbox.claim_by_message_ids([], T0) == []
             uow.commit()
 
         with uow_factory() as uow:
-            after_hold = uow.outbox.claim_due(hold_until, 10, LEASE)
             assert uow.outbox.pending_count() == 1
+            after_hold = uow.outbox.claim_due(hold_until, 10)
             assert not uow.outbox.awaiting_delivery(held.message_id)
-            assert uow.outbox.claim_by_message_ids([held.message_id]) == []  # delivered: never again
+            assert uow.outbox.claim_by_message_ids([held.message_id], T0) == []  # delivered: never again
         assert (entry.command, entry.attempts) == (held, 0)
         assert [entry.command for entry in after_hold] == [other]  # its process never sent it
 
@@ -716,23 +712,22 @@ class PersistenceContract:
             uow.commit()
 
         with uow_factory() as uow:
-            claimed = uow.outbox.claim_by_message_ids([second.message_id, withdrawn.message_id, first.message_id])
+            claimed = uow.outbox.claim_by_message_ids([second.message_id, withdrawn.message_id, first.message_id], T0)
 
         assert [entry.command for entry in claimed] == [first, second, resend]
 
-    def test_settling_a_retry_ends_a_hold_and_counts_the_attempt(self, uow_factory: UnitOfWorkFactory) -> None:
+    def test_a_retry_ends_a_hold_and_counts_the_attempt(self, uow_factory: UnitOfWorkFactory) -> None:
         held = make_command(new_id())
         with uow_factory() as uow:
             uow.outbox.add([held], hold_until=T0 + timedelta(hours=1))
             uow.commit()
         with uow_factory() as uow:
-            [claimed] = uow.outbox.claim_by_message_ids([held.message_id])
-            uow.outbox.settle(T0, retry=[RetryLater(claimed.id, T0 + timedelta(seconds=1), "broker unavailable")])
-            uow.outbox.settle(T0, retry=[])
+            [claimed] = uow.outbox.claim_by_message_ids([held.message_id], T0)
+            uow.outbox.retry([RetryLater(claimed.id, T0 + timedelta(seconds=1), "broker unavailable")])
             uow.commit()
         with uow_factory() as uow:
-            assert uow.outbox.claim_due(T0, 10, LEASE) == []
-            [entry] = uow.outbox.claim_due(T0 + timedelta(seconds=1), 10, LEASE)
+            assert uow.outbox.claim_due(T0, 10) == []
+            [entry] = uow.outbox.claim_due(T0 + timedelta(seconds=1), 10)
         assert entry.command == held and entry.attempts == 1
 
     def test_awaiting_delivery_is_true_only_while_a_copy_is_unsent(self, uow_factory: UnitOfWorkFactory) -> None:
@@ -743,20 +738,50 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.outbox.awaiting_delivery(command.message_id)
             assert not uow.outbox.awaiting_delivery(new_id())
-            [entry] = uow.outbox.claim_due(T0, 10, LEASE)
-            uow.outbox.settle(T0, delivered=[entry.id])
-            assert not uow.outbox.awaiting_delivery(command.message_id)
+            assert len(uow.outbox.claim_due(T0, 10)) == 1
+            assert not uow.outbox.awaiting_delivery(command.message_id)  # its own claim
             uow.outbox.add([resend])  # a re-send keeps its message_id
             assert uow.outbox.awaiting_delivery(command.message_id)
             uow.commit()
+
+    @pytest.mark.parametrize("sent", [True, False], ids=["sent", "put-back"])
+    def test_a_withdrawal_waits_for_a_send_in_progress(self, uow_factory: UnitOfWorkFactory, sent: bool) -> None:
+        # A saga that starts undoing while its step command is being sent: the
+        # compensation must leave after that command, or the command must not leave.
+        command = make_command(new_id())
+        self.store(uow_factory, commands=[command])
+        claimed = threading.Event()
+        seen: list[str] = []
+
+        def relay() -> None:
+            with uow_factory() as uow:
+                [entry] = uow.outbox.claim_by_message_ids([command.message_id], T0)
+                claimed.set()
+                time.sleep(0.3)  # the transport takes its time
+                if not sent:
+                    uow.outbox.retry([RetryLater(entry.id, T0, "broker unavailable")])
+                seen.append("relay done")
+                uow.commit()
+
+        def withdraw() -> None:
+            assert claimed.wait(RENDEZVOUS_TIMEOUT)
+            with uow_factory() as uow:
+                withdrawn = uow.outbox.discard_unsent(command.saga_id, T0)
+                seen.append(f"withdrew {withdrawn}")
+                uow.commit()
+
+        run_in_threads(relay, withdraw)
+
+        assert seen == ["relay done", "withdrew 0" if sent else "withdrew 1"]
+        with uow_factory() as uow:
+            assert uow.outbox.pending_count() == 0
 
     def test_discard_unsent_withdraws_only_that_sagas_unsent_commands(self, uow_factory: UnitOfWorkFactory) -> None:
         saga_id, other_saga = new_id(), new_id()
         sent, unsent, other = make_command(saga_id), make_command(saga_id), make_command(other_saga)
         self.store(uow_factory, commands=[sent, unsent, other])
         with uow_factory() as uow:
-            first = uow.outbox.claim_due(T0, 1, LEASE)
-            uow.outbox.settle(T0, delivered=[first[0].id])
+            first = uow.outbox.claim_due(T0, 1)
             uow.commit()
         assert first[0].command == sent
 
@@ -766,7 +791,7 @@ class PersistenceContract:
             uow.commit()
 
         with uow_factory() as uow:
-            remaining = uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE)
+            remaining = uow.outbox.claim_due(T0 + timedelta(days=1), 10)
             assert not uow.outbox.awaiting_delivery(unsent.message_id)
         assert [entry.command for entry in remaining] == [other]
 
@@ -774,9 +799,8 @@ class PersistenceContract:
         commands = [make_command(new_id()) for _ in range(4)]
         self.store(uow_factory, commands=commands)
         with uow_factory() as uow:
-            entries = uow.outbox.claim_due(T0, 10, LEASE)
-            uow.outbox.settle(T0, delivered=[entries[0].id, entries[1].id])
-            uow.outbox.settle(T0 + timedelta(hours=2), delivered=[entries[2].id])
+            assert len(uow.outbox.claim_due(T0, 2)) == 2
+            assert len(uow.outbox.claim_due(T0 + timedelta(hours=2), 1)) == 1
             uow.commit()
 
         with uow_factory() as uow:
@@ -785,7 +809,7 @@ class PersistenceContract:
         with uow_factory() as uow:
             again = uow.outbox.purge_sent(T0 + timedelta(hours=1), 10)
             pending = uow.outbox.pending_count()
-            unsent = uow.outbox.claim_due(T0 + timedelta(days=1), 10, LEASE)
+            unsent = uow.outbox.claim_due(T0 + timedelta(days=1), 10)
 
         assert purged in (0, 2)  # a store that keeps no sent entries has nothing to purge
         assert again == 0
@@ -935,7 +959,7 @@ class PersistenceContract:
 
         assert self.load(uow_factory, saga.id) == saga
         with uow_factory() as uow:
-            assert [entry.command for entry in uow.outbox.claim_due(T0, 10, LEASE)] == [command]
+            assert [entry.command for entry in uow.outbox.claim_due(T0, 10)] == [command]
             assert uow.inbox.record("message-2", saga.id, T0) is False
 
     def test_a_message_consumed_twice_at_once_takes_effect_once(self, uow_factory: UnitOfWorkFactory) -> None:
@@ -1089,7 +1113,7 @@ class OverlappingTransactionsContract:
             def run() -> None:
                 with uow_factory() as uow:
                     rendezvous.wait()
-                    claims[name] = [entry.id for entry in uow.outbox.claim_due(T0 + timedelta(minutes=1), 4, LEASE)]
+                    claims[name] = [entry.id for entry in uow.outbox.claim_due(T0 + timedelta(minutes=1), 4)]
                     # Neither commits before both have claimed: the claims overlap in time.
                     rendezvous.wait()
                     uow.commit()
@@ -1102,8 +1126,8 @@ class OverlappingTransactionsContract:
         assert len(claims["a"]) + len(claims["b"]) == 6
         assert max(len(claims["a"]), len(claims["b"])) <= 4
         with uow_factory() as uow:
-            assert uow.outbox.claim_due(T0 + timedelta(minutes=1), 10, LEASE) == []
-            assert uow.outbox.pending_count() == 6
+            assert uow.outbox.claim_due(T0 + timedelta(minutes=1), 10) == []
+            assert uow.outbox.pending_count() == 0
 
     def test_a_claim_by_message_id_skips_entries_another_unit_of_work_holds(
         self, uow_factory: UnitOfWorkFactory
@@ -1114,9 +1138,9 @@ class OverlappingTransactionsContract:
             uow.commit()
 
         with uow_factory() as relay:
-            [entry] = relay.outbox.claim_by_message_ids([held.message_id])
+            [entry] = relay.outbox.claim_by_message_ids([held.message_id], T0)
             with uow_factory() as other_relay:
-                claimed = other_relay.outbox.claim_by_message_ids([held.message_id, free.message_id])
+                claimed = other_relay.outbox.claim_by_message_ids([held.message_id, free.message_id], T0)
                 other_relay.commit()
 
         assert entry.command == held

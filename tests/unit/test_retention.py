@@ -31,8 +31,7 @@ def test_prune_deletes_in_batches_what_is_past_retention(tmp_path: Path) -> None
             uow.inbox.record(command.message_id, command.saga_id, start)
         uow.commit()
     with SqlAlchemyUnitOfWork(engine) as uow:
-        entries = uow.outbox.claim_due(start, 100, timedelta(seconds=30))
-        uow.outbox.settle(start, delivered=[entry.id for entry in entries[:20]])
+        assert len(uow.outbox.claim_due(start, 20)) == 20
         uow.commit()
 
     retention = Retention(

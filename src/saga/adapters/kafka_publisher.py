@@ -7,6 +7,7 @@ the outbox and the relay sends them again once the broker answers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -220,6 +221,11 @@ class KafkaCommandPublisher(CommandPublisher):
                 break
         # Every future resolves within delivery_timeout_ms; the margin covers the client's own timer.
         deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 1.0
+        if any(not isinstance(future, Undelivered) for future in pending):
+            # The batch is complete: send it now rather than after linger_ms. Each record's
+            # own outcome is read from its future below.
+            with contextlib.suppress(KafkaError):
+                producer.flush(timeout=self._settings.delivery_timeout_ms / 1000 + 1.0)
         results: list[SendResult] = []
         for future in pending:
             if isinstance(future, Undelivered):

@@ -57,7 +57,7 @@ class KafkaSettings:
     """How long one connection attempt or metadata wait may take before the broker counts as unreachable."""
     request_timeout_ms: int = 15_000
     delivery_timeout_ms: int = 20_000
-    """How long a publish waits for the broker's acknowledgement; below the outbox lease (30 s)."""
+    """How long a publish waits for the broker's acknowledgement; the relay holds the commands' outbox rows meanwhile."""
     linger_ms: int = 0
     """The relay already hands the producer whole batches; lingering only delays each step."""
     retry_backoff_max_ms: int = 10_000

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from saga.domain.messages import Command
@@ -45,11 +45,7 @@ class StoredOutboxEntry:
     command: Command
     attempts: int
     available_at: datetime
-    leased_until: datetime | None = None
     last_error: str | None = None
-
-    def due(self, now: datetime) -> bool:
-        return self.available_at <= now and (self.leased_until is None or self.leased_until <= now)
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self._replaced: list[tuple[dict[Any, Any], Any, Any]] = []
         """(table, key, value before) per write since the last commit, for rollback."""
         self.sagas = InMemorySagaRepository(self)
-        self.outbox = InMemoryOutbox(self)
+        self.outbox: InMemoryOutbox = InMemoryOutbox(self)
         self.inbox = InMemoryInbox(self)
         self.idempotency_keys = InMemoryIdempotencyKeys(self)
 
@@ -142,8 +138,10 @@ class InMemoryUnitOfWork(UnitOfWork):
     def commit(self) -> None:
         self.state()
         self._replaced.clear()
+        self.outbox.end_claims()
 
     def rollback(self) -> None:
+        self.outbox.end_claims()
         for table, key, before in reversed(self._replaced):
             if before is _ABSENT:
                 table.pop(key, None)
@@ -231,6 +229,8 @@ class InMemorySagaRepository(SagaRepository):
 class InMemoryOutbox(Outbox):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
+        self._claimed: dict[int, StoredOutboxEntry] = {}
+        """Entries this unit of work claimed, as they were, for `retry`."""
 
     def add(self, commands: Sequence[Command], hold_until: datetime | None = None) -> None:
         store = self._uow.state()
@@ -242,37 +242,40 @@ class InMemoryOutbox(Outbox):
                 store.unsent, store.last_outbox_id, StoredOutboxEntry(store.last_outbox_id, stored, 0, available_at)
             )
 
-    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        store = self._uow.state()
-        due = sorted((entry for entry in store.unsent.values() if entry.due(now)), key=lambda e: (e.available_at, e.id))
-        claimed = due[:limit]
-        for entry in claimed:
-            self._uow.write(store.unsent, entry.id, replace(entry, leased_until=now + lease))
-        return [OutboxEntry(entry.id, deepcopy(entry.command), entry.attempts) for entry in claimed]
+    def claim_due(self, now: datetime, limit: int) -> list[OutboxEntry]:
+        due = sorted(
+            (entry for entry in self._uow.state().unsent.values() if entry.available_at <= now),
+            key=lambda e: (e.available_at, e.id),
+        )
+        return self._claim(due[:limit])
 
-    def claim_by_message_ids(self, message_ids: Sequence[str]) -> list[OutboxEntry]:
+    def claim_by_message_ids(self, message_ids: Sequence[str], now: datetime) -> list[OutboxEntry]:
         wanted = set(message_ids)
-        return [
-            OutboxEntry(entry.id, deepcopy(entry.command), entry.attempts)
-            for entry in sorted(self._uow.state().unsent.values(), key=lambda e: e.id)
-            if entry.command.message_id in wanted
-        ]
+        found = sorted(
+            (entry for entry in self._uow.state().unsent.values() if entry.command.message_id in wanted),
+            key=lambda e: e.id,
+        )
+        return self._claim(found)
 
-    def settle(self, now: datetime, delivered: Sequence[int] = (), retry: Sequence[RetryLater] = ()) -> None:
+    def _claim(self, entries: list[StoredOutboxEntry]) -> list[OutboxEntry]:
+        # Sent entries are dropped; the claimed ones are kept aside for `retry` to put back.
         store = self._uow.state()
-        for entry_id in delivered:
-            self._uow.write(store.unsent, entry_id, None)
-        for later in retry:
-            entry = store.unsent.get(later.entry_id)
+        for entry in entries:
+            self._uow.write(store.unsent, entry.id, None)
+            self._claimed[entry.id] = entry
+        return [OutboxEntry(entry.id, deepcopy(entry.command), entry.attempts) for entry in entries]
+
+    def end_claims(self) -> None:
+        """The transaction ended: what it claimed is sent or, rolled back, unsent again."""
+        self._claimed.clear()
+
+    def retry(self, later: Sequence[RetryLater]) -> None:
+        store = self._uow.state()
+        for again in later:
+            entry = self._claimed.pop(again.entry_id, None)
             if entry is not None:
-                again = replace(
-                    entry,
-                    available_at=_utc(later.at),
-                    leased_until=None,
-                    attempts=entry.attempts + 1,
-                    last_error=later.error,
-                )
-                self._uow.write(store.unsent, entry.id, again)
+                back = replace(entry, available_at=_utc(again.at), attempts=entry.attempts + 1, last_error=again.error)
+                self._uow.write(store.unsent, entry.id, back)
 
     def awaiting_delivery(self, message_id: str) -> bool:
         return any(entry.command.message_id == message_id for entry in self._uow.state().unsent.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
@@ -149,7 +149,7 @@ class OutboxEntry:
 
 @dataclass(frozen=True)
 class RetryLater:
-    """How a relay settles an entry it could not deliver: due again `at`, after `error`."""
+    """How a relay puts back an entry it could not deliver: due again `at`, after `error`."""
 
     entry_id: int
     at: datetime
@@ -160,8 +160,12 @@ class Outbox(ABC):
     """Commands written with their saga's change, until a relay hands them to the transport.
 
     A relay works in one way: it claims entries (those that are due, or those whose
-    message_ids its own process just committed), sends them inside the same unit of
-    work, and settles each one as delivered or to be retried later.
+    message_ids its own process just committed), which records them as sent in its
+    unit of work; sends them inside that same unit of work; puts back, before it
+    commits, those the transport did not take. A relay that dies before its commit
+    leaves its entries unsent: they are sent again. While a relay holds its claim, a
+    saga withdrawing its commands (`discard_unsent`) waits for it, so a compensation
+    never leaves before the command it undoes.
     """
 
     @abstractmethod
@@ -173,30 +177,29 @@ class Outbox(ABC):
         """
 
     @abstractmethod
-    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        """Takes up to `limit` unsent entries that are due, oldest first, locked for this
-        unit of work (skipping entries another one holds).
+    def claim_due(self, now: datetime, limit: int) -> list[OutboxEntry]:
+        """Takes up to `limit` unsent entries that are due at `now`, oldest first (by due
+        time, then as added), and records them as sent at `now` in this unit of work.
 
-        A claimed entry is also hidden from other relays until `now + lease`, so a relay
-        that dies mid-send loses nothing: its entries come back when the lease ends.
+        Entries another unit of work holds are skipped, so concurrent relays take
+        disjoint batches; the claimed ones are held until this unit of work ends.
         """
 
     @abstractmethod
-    def claim_by_message_ids(self, message_ids: Sequence[str]) -> list[OutboxEntry]:
-        """Takes the unsent entries with these message_ids, held or not, locked for this
-        unit of work, in the order they were added.
+    def claim_by_message_ids(self, message_ids: Sequence[str], now: datetime) -> list[OutboxEntry]:
+        """Takes the unsent entries with these message_ids, held or not, in the order they
+        were added, and records them as sent at `now` in this unit of work.
 
-        An entry already sent, withdrawn, or being sent by another relay is left out, so
-        a command is never handed over twice or after its saga moved on. Unknown ids are
-        ignored.
+        An entry already sent, withdrawn, or held by another unit of work (another relay
+        sending it) is left out, so a command is never handed over twice or after its
+        saga moved on. Unknown ids are ignored.
         """
 
     @abstractmethod
-    def settle(self, now: datetime, delivered: Sequence[int] = (), retry: Sequence[RetryLater] = ()) -> None:
-        """Records the outcome of sending claimed entries (by entry id): `delivered` reached
-        the transport at `now` and are never claimed again; each of `retry` is due again
-        at its `at` (ending any hold or lease), with one more attempt counted and its error
-        kept."""
+    def retry(self, later: Sequence[RetryLater]) -> None:
+        """Puts back entries this unit of work claimed and could not send: unsent again,
+        due at each one's `at` (ending any hold), with one more attempt counted and its
+        error kept."""
 
     @abstractmethod
     def awaiting_delivery(self, message_id: str) -> bool:
@@ -204,7 +207,9 @@ class Outbox(ABC):
 
     @abstractmethod
     def discard_unsent(self, saga_id: str, now: datetime) -> int:
-        """Withdraws the saga's unsent commands (it moved on; a late copy would do harm); returns how many."""
+        """Withdraws the saga's unsent commands (it moved on; a late copy would do harm); returns how many.
+
+        An entry a relay holds is waited for: what it sent stays sent, what it put back is withdrawn."""
 
     @abstractmethod
     def pending_count(self) -> int:

@@ -1,13 +1,14 @@
 """The outbox relay: hands committed commands to the transport and records their delivery.
 
-One way out: claim outbox entries, send them inside the unit of work that claimed
-them, settle each as delivered or to be retried. What is claimed differs only in
-how it is found: the message_ids this process just committed (from its relay
-queue, at once), or the entries that are due (their hold or retry time came: a
-process that died or failed to send, re-sends, other processes' leftovers), each
-claimed with a lease so several relays share the outbox without sending an entry
-twice in the normal case. Delivery is at least once: a crash after sending and
-before settling sends the command again, with the same message_id, which
+One way out: claim outbox entries (one statement that locks them and records them
+sent), send them inside the unit of work that claimed them, put back those the
+transport did not take, commit. What is claimed differs only in how it is found:
+the message_ids this process just committed (from its relay queue, at once), or
+the entries that are due (their hold or retry time came: a process that died or
+failed to send, re-sends, other processes' leftovers). The claim's row locks let
+several relays share the outbox without sending an entry twice in the normal case.
+Delivery is at least once: a crash after sending and before the commit leaves the
+entries unsent, and the command goes again with the same message_id, which
 participants deduplicate.
 """
 
@@ -42,7 +43,6 @@ class OutboxRelay:
         metrics: Metrics,
         dispatch: RelayQueue | None = None,
         batch_size: int = 100,
-        lease: timedelta = timedelta(seconds=30),
         retry_base: timedelta = timedelta(milliseconds=200),
         retry_max: timedelta = timedelta(seconds=30),
         give_up_after: timedelta = timedelta(seconds=30),
@@ -56,7 +56,6 @@ class OutboxRelay:
         self._metrics = metrics
         self._dispatch = dispatch
         self._batch_size = batch_size
-        self._lease = lease
         self._retry_base = retry_base
         self._retry_max = retry_max
         self._give_up_after = give_up_after
@@ -79,11 +78,11 @@ class OutboxRelay:
         message_ids = self._dispatch.take(self._batch_size)
         if not message_ids:
             return 0
-        return self._send(lambda outbox, now: outbox.claim_by_message_ids(message_ids))
+        return self._send(lambda outbox, now: outbox.claim_by_message_ids(message_ids, now))
 
     def send_due(self) -> int:
         """Sends a batch of outbox entries whose hold or retry time has come; returns how many."""
-        return self._send(lambda outbox, now: outbox.claim_due(now, self._batch_size, self._lease))
+        return self._send(lambda outbox, now: outbox.claim_due(now, self._batch_size))
 
     def _send(self, claim: Callable[[Outbox, datetime], list[OutboxEntry]]) -> int:
         # The send happens inside the transaction that holds the claimed rows, so a saga
@@ -101,7 +100,6 @@ class OutboxRelay:
             for command in commands:
                 self._tracing.sent(command, sending, sent, type(results[command.message_id]).__name__.lower())
             now = self._clock.now()
-            delivered: list[int] = []
             retry: list[RetryLater] = []
             for entry in entries:
                 result = results[entry.command.message_id]
@@ -119,9 +117,7 @@ class OutboxRelay:
                             result.reason,
                             delay.total_seconds(),
                         )
-                else:
-                    delivered.append(entry.id)
-            uow.outbox.settle(now, delivered, retry)
+            uow.outbox.retry(retry)
             uow.commit()
         self._metrics.delivered([m for m, result in results.items() if not isinstance(result, Undelivered)], now)
         self._finish(commands, [results[command.message_id] for command in commands], now)

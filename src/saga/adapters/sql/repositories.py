@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, func, literal, or_, select, tuple_
+from sqlalchemy import Connection, Select, String, bindparam, func, literal, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeout
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from saga.adapters.sql.errors import is_duplicate_key, port_error, translated_errors
 from saga.adapters.sql.saga_rows import (
@@ -57,6 +58,7 @@ DELETE_HISTORY = saga_history.delete().where(saga_history.c.saga_id == bindparam
 INSERT_OUTBOX = outbox.insert()
 CLAIMED_COLUMNS = (
     outbox.c.id,
+    outbox.c.available_at,
     outbox.c.message_id,
     outbox.c.saga_id,
     outbox.c.command_type,
@@ -64,31 +66,36 @@ CLAIMED_COLUMNS = (
     outbox.c.created_at,
     outbox.c.attempts,
 )
-# SKIP LOCKED lets concurrent relays take disjoint batches without waiting for each
-# other, and leaves out what a saga withdrawing its commands holds; SQLite has no row
-# locks (BEGIN IMMEDIATE serialises its writers) and ignores it.
-CLAIM_BY_MESSAGE_IDS = (
-    select(*CLAIMED_COLUMNS)
-    .where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), outbox.c.sent_at.is_(None))
-    .order_by(outbox.c.id)
-    .with_for_update(skip_locked=True)
-)
-LEASE_OUTBOX = (
-    outbox.update()
-    .where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
-    .values(leased_until=bindparam("until"))
-)
-SETTLE_DELIVERED = (
-    outbox.update()
-    .where(outbox.c.id.in_(bindparam("entry_ids", expanding=True)))
-    .values(sent_at=bindparam("now"), leased_until=None)
-)
-SETTLE_RETRY = (
-    outbox.update()
-    .where(outbox.c.id == bindparam("entry_id"), outbox.c.sent_at.is_(None))
-    .values(
-        available_at=bindparam("at"), leased_until=None, attempts=outbox.c.attempts + 1, last_error=bindparam("error")
+
+
+# A claim is one statement: it locks the entries and records them sent, returning them
+# to send. SKIP LOCKED lets concurrent relays take disjoint batches without waiting for
+# each other, and leaves out what a saga withdrawing its commands holds; SQLite has no
+# row locks (BEGIN IMMEDIATE serialises its writers) and ignores it. RETURNING gives no
+# order: the adapter sorts.
+def _claim(candidates: Select[tuple[int]]) -> ReturningUpdate[Any]:
+    return (
+        outbox.update()
+        .where(outbox.c.id.in_(candidates.with_for_update(skip_locked=True).scalar_subquery()))
+        .values(sent_at=bindparam("now"))
+        .returning(*CLAIMED_COLUMNS)
     )
+
+
+UNSENT = outbox.c.sent_at.is_(None)
+CLAIM_BY_MESSAGE_IDS = _claim(
+    select(outbox.c.id).where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), UNSENT)
+)
+CLAIM_DUE = _claim(
+    select(outbox.c.id)
+    .where(UNSENT, outbox.c.available_at <= bindparam("now"))
+    .order_by(outbox.c.available_at, outbox.c.id)
+    .limit(bindparam("limit"))
+)
+PUT_BACK = (
+    outbox.update()
+    .where(outbox.c.id == bindparam("entry_id"))
+    .values(sent_at=None, available_at=bindparam("at"), attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
 )
 UNSENT_WITH_MESSAGE_ID = (
     select(outbox.c.id).where(outbox.c.message_id == bindparam("message_id"), outbox.c.sent_at.is_(None)).limit(1)
@@ -96,7 +103,7 @@ UNSENT_WITH_MESSAGE_ID = (
 DISCARD_UNSENT_OF_SAGA = (
     outbox.update()
     .where(outbox.c.saga_id == bindparam("of_saga"), outbox.c.sent_at.is_(None))
-    .values(sent_at=bindparam("now"), leased_until=None, last_error="superseded: the saga moved on")
+    .values(sent_at=bindparam("now"), last_error="superseded: the saga moved on")
 )
 PURGE_SENT_OUTBOX = outbox.delete().where(
     outbox.c.id.in_(
@@ -331,41 +338,27 @@ class SqlAlchemyOutbox(Outbox):
         with translated_errors():
             self._connection().execute(INSERT_OUTBOX, rows)
 
-    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        due = (
-            select(*CLAIMED_COLUMNS)
-            .where(
-                outbox.c.sent_at.is_(None),
-                outbox.c.available_at <= now,
-                or_(outbox.c.leased_until.is_(None), outbox.c.leased_until <= now),
-            )
-            .order_by(outbox.c.available_at, outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+    def claim_due(self, now: datetime, limit: int) -> list[OutboxEntry]:
         with translated_errors():
-            connection = self._connection()
-            rows = connection.execute(due).all()
-            if rows:
-                connection.execute(LEASE_OUTBOX, {"entry_ids": [row.id for row in rows], "until": now + lease})
-        return [_outbox_entry(row) for row in rows]
+            rows = self._connection().execute(CLAIM_DUE, {"now": now, "limit": limit}).all()
+        return [_outbox_entry(row) for row in sorted(rows, key=lambda row: (row.available_at, row.id))]
 
-    def claim_by_message_ids(self, message_ids: Sequence[str]) -> list[OutboxEntry]:
+    def claim_by_message_ids(self, message_ids: Sequence[str], now: datetime) -> list[OutboxEntry]:
         if not message_ids:
             return []
         with translated_errors():
-            rows = self._connection().execute(CLAIM_BY_MESSAGE_IDS, {"message_ids": list(message_ids)}).all()
-        return [_outbox_entry(row) for row in rows]
+            rows = (
+                self._connection().execute(CLAIM_BY_MESSAGE_IDS, {"message_ids": list(message_ids), "now": now}).all()
+            )
+        return [_outbox_entry(row) for row in sorted(rows, key=lambda row: row.id)]
 
-    def settle(self, now: datetime, delivered: Sequence[int] = (), retry: Sequence[RetryLater] = ()) -> None:
+    def retry(self, later: Sequence[RetryLater]) -> None:
+        if not later:
+            return
         with translated_errors():
-            connection = self._connection()
-            if delivered:
-                connection.execute(SETTLE_DELIVERED, {"entry_ids": list(delivered), "now": now})
-            if retry:
-                connection.execute(
-                    SETTLE_RETRY, [{"entry_id": r.entry_id, "at": r.at, "error": r.error} for r in retry]
-                )
+            self._connection().execute(
+                PUT_BACK, [{"entry_id": r.entry_id, "at": r.at, "error": r.error} for r in later]
+            )
 
     def awaiting_delivery(self, message_id: str) -> bool:
         with translated_errors():

@@ -111,6 +111,7 @@ outbox = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("available_at", UtcDateTime(), nullable=False),
+    # No longer written: a claim holds its rows by their locks until it commits them sent.
     Column("leased_until", UtcDateTime(), nullable=True),
     Column("sent_at", UtcDateTime(), nullable=True),
     Column("last_error", Text, nullable=True),
