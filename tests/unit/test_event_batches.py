@@ -122,7 +122,7 @@ def unsent(uow_factory: UnitOfWorkFactory) -> dict[str, list[str]]:
     """Each saga's unsent commands, in the order they were added."""
     by_saga: dict[str, list[str]] = {}
     with uow_factory() as uow:
-        for entry in uow.outbox.claim_due(FAR_FUTURE, 1000, POLICY.step_deadline):
+        for entry in uow.outbox.claim_due(FAR_FUTURE, 1000):  # not committed: nothing is marked sent
             by_saga.setdefault(entry.command.saga_id, []).append(entry.command.type)
     return by_saga
 
