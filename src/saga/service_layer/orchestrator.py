@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -23,6 +24,7 @@ from saga.ports.clock import Clock
 from saga.ports.persistence import (
     CommitOutcomeUnknown,
     ConcurrencyConflict,
+    DuplicateSaga,
     IdempotencyRecord,
     PageCursor,
     PersistenceError,
@@ -31,6 +33,7 @@ from saga.ports.persistence import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from saga.service_layer.group_commit import GroupCommit, ItemFailed
 from saga.service_layer.log_context import bind, log_context
 from saga.service_layer.metrics import Metrics, SagaBefore
 from saga.service_layer.relay_queue import RelayQueue
@@ -61,6 +64,15 @@ class EventOutcome(StrEnum):
 
 def _holds_retry_at(saga: CreateOrderSaga, at: datetime) -> bool:
     return any(entry.kind is HistoryKind.OPERATOR and entry.at == at for entry in saga.history)
+
+
+@dataclass(frozen=True)
+class _NewSaga:
+    """A saga to start, its first command and its idempotency key (key, request digest), if any."""
+
+    saga: CreateOrderSaga
+    commands: list[Command]
+    key: tuple[str, str] | None
 
 
 class CommitUnanswered(StorageUnavailable):
@@ -100,6 +112,10 @@ class SagaOrchestrator:
         """Where committed commands go for this process's relay to send at once; without
         it they wait in the outbox for a relay's next poll."""
         self._dispatch_hold = dispatch_hold
+        self._starts: GroupCommit[_NewSaga, str | None] = GroupCommit(
+            self._write_sagas, split_on=(DuplicateSaga, ConcurrencyConflict)
+        )
+        """New sagas started at the same time are written in one transaction (group commit)."""
 
     def start(self, customer_id: str, order_details: JsonObject) -> CreateOrderSaga:
         """Starts a saga for a new order. Raises InvalidOrder when the order breaks an
@@ -144,66 +160,141 @@ class SagaOrchestrator:
     def _write_new_saga(
         self, saga: CreateOrderSaga, commands: list[Command], key: tuple[str, str] | None = None
     ) -> str | None:
+        """Writes a new saga with the others being started meanwhile (one transaction for
+        them all, `_write_sagas`), then counts, logs and hands over its first command.
+        Returns the saga id a repeated key already stands for, None when it wrote `saga`.
+        Raises what `_write_sagas` reports for this saga."""
         with self._tracing.use_case("saga.start", saga.id, commands[0].message_id):
-            return self._write_saga(saga, commands, key)
+            found = self._starts.submit(_NewSaga(saga, commands, key))
+            if found is not None:
+                self._metrics.count("idempotent_replays")
+                return found
+            self._metrics.count("sagas_started")
+            self._queued(commands)
+            with log_context(saga_id=saga.id, step=saga.current_step.value, message_id=commands[0].message_id):
+                log.info("saga %s started for customer %s, %d cents", saga.id, saga.customer_id, saga.amount_cents)
+            return None
 
-    def _write_saga(
-        self, saga: CreateOrderSaga, commands: list[Command], key: tuple[str, str] | None = None
-    ) -> str | None:
-        """Writes a new saga and its first command (and its idempotency key, `(key, request
-        digest)`). After an ambiguous commit it finds out what was written (docs/contract.md,
-        "HTTP API": a 503 means nothing was written). Returns the saga id a repeated key
-        already stands for, None when it wrote `saga`."""
-        now = saga.created_at
+    def _write_sagas(self, batch: Sequence[_NewSaga]) -> list[str | ItemFailed | None]:
+        """Writes new sagas, their first commands and idempotency keys in one transaction;
+        one outcome per saga: None (written), the saga id its key already stands for, or
+        ItemFailed (IdempotencyKeyReused, or after an ambiguous commit StorageUnavailable or
+        CommitOutcomeUnknown, as `_find_out_written` learns; docs/contract.md, "HTTP API": a
+        503 means nothing was written).
+
+        Raises, for the whole batch, StorageUnavailable when nothing was written, and
+        DuplicateSaga or ConcurrencyConflict when one saga broke the transaction (a key
+        another transaction claimed, an id taken; which one is not known, and on PostgreSQL
+        the transaction is lost): the group commit then writes each saga alone."""
+        self._metrics.count("start_transactions")
+        outcomes: list[str | ItemFailed | None] = []
+        keys: dict[str, str] = {}
+        """Saga id per idempotency key claimed in this transaction."""
         unanswered: CommitUnanswered | None = None
         with self._uow_factory() as uow:
-            if key is not None:
-                found = uow.idempotency_keys.get(key[0], now - IDEMPOTENCY_KEY_TTL)
-                if found is not None:
-                    if found.request_digest != key[1]:
-                        raise IdempotencyKeyReused(key[0])
-                    self._metrics.count("idempotent_replays")
-                    return found.saga_id
-                uow.idempotency_keys.add(IdempotencyRecord(key[0], key[1], saga.id, now), now - IDEMPOTENCY_KEY_TTL)
-            uow.sagas.add(saga)
-            uow.outbox.add(commands, self._hold_until(saga.updated_at))
+            for new in batch:
+                try:
+                    outcomes.append(self._write_saga(uow, new, keys))
+                except IdempotencyKeyReused as error:
+                    # Nothing of this saga was written, and the transaction goes on for the others.
+                    outcomes.append(ItemFailed(error))
+            if all(outcome is not None for outcome in outcomes):
+                return outcomes  # replays and refusals only: nothing to commit
             try:
                 _commit(uow)
             except CommitUnanswered as error:
                 unanswered = error
-        if unanswered is not None:
-            # The COMMIT may have reached the database before the connection broke.
-            self._find_out_written(saga.id, unanswered)
-        self._metrics.count("sagas_started")
-        self._queued(commands)
-        with log_context(saga_id=saga.id, step=saga.current_step.value, message_id=commands[0].message_id):
-            log.info("saga %s started for customer %s, %d cents", saga.id, saga.customer_id, saga.amount_cents)
+        if unanswered is None:
+            return outcomes
+        # The COMMIT may have reached the database before the connection broke.
+        written = [new.saga.id for new, outcome in zip(batch, outcomes, strict=True) if outcome is None]
+        learned = self._find_out_written(written, unanswered)
+        return [self._learned(new, outcome, keys, learned) for new, outcome in zip(batch, outcomes, strict=True)]
+
+    def _write_saga(self, uow: UnitOfWork, new: _NewSaga, keys: dict[str, str]) -> str | None:
+        """Adds a new saga, its first command and its idempotency key (`(key, request
+        digest)`) to `uow`, whose earlier sagas claimed `keys` (key: saga id). Returns the
+        saga id a repeated key already stands for, None when it added the saga. Raises
+        IdempotencyKeyReused, or ConcurrencyConflict when another transaction claimed the key."""
+        saga, commands, key = new.saga, new.commands, new.key
+        now = saga.created_at
+        if key is not None:
+            found = uow.idempotency_keys.get(key[0], now - IDEMPOTENCY_KEY_TTL)
+            if found is not None:
+                if found.request_digest != key[1]:
+                    raise IdempotencyKeyReused(key[0])
+                return found.saga_id
+            uow.idempotency_keys.add(IdempotencyRecord(key[0], key[1], saga.id, now), now - IDEMPOTENCY_KEY_TTL)
+            keys[key[0]] = saga.id
+        uow.sagas.add(saga)
+        uow.outbox.add(commands, self._hold_until(saga.updated_at))
         return None
 
-    def _find_out_written(self, saga_id: str, error: StorageUnavailable) -> None:
-        """Returns when saga `saga_id` is in the database after an ambiguous commit.
+    @staticmethod
+    def _learned(
+        new: _NewSaga,
+        outcome: str | ItemFailed | None,
+        keys: dict[str, str],
+        learned: dict[str, PersistenceError | None],
+    ) -> str | ItemFailed | None:
+        """A saga's outcome once reading back after an ambiguous commit told which of the
+        batch's sagas were written (`learned`: saga id, None when written; `keys`: the
+        saga id per idempotency key the batch claimed)."""
+        if outcome is None:
+            error = learned[new.saga.id]
+            return outcome if error is None else ItemFailed(error)
+        # A request answered by its key's first request, in this very batch, shares that one's fate.
+        if isinstance(outcome, str):
+            first: str | None = outcome
+        elif isinstance(outcome.error, IdempotencyKeyReused) and new.key is not None:
+            first = keys.get(new.key[0])
+        else:
+            return outcome
+        error = learned.get(first) if first is not None else None
+        if error is None:
+            return outcome
+        if isinstance(outcome, ItemFailed):  # this request would have written nothing, and nothing was
+            return ItemFailed(StorageUnavailable(str(error)))
+        return ItemFailed(error)
 
-        Raises StorageUnavailable when two reads some time apart do not find it (the
-        transaction was lost with its connection: nothing was written), and
+    def _find_out_written(
+        self, saga_ids: Sequence[str], error: StorageUnavailable
+    ) -> dict[str, PersistenceError | None]:
+        """Whether each of the sagas `saga_ids`, whose commit lost its answer, is in the database:
+        None when it is; `error` (StorageUnavailable: nothing was written) when two reads some
+        time apart do not find it (the transaction was lost with its connection); and
         CommitOutcomeUnknown when the database does not answer the reads.
         """
         self._metrics.count("ambiguous_commits")
-        absent = 0
+        learned: dict[str, PersistenceError | None] = {}
+        absent: dict[str, int] = dict.fromkeys(saga_ids, 0)
         for pause in self.OUTCOME_PROBE_PAUSES:
+            if not absent:
+                break
             time.sleep(pause)
             try:
                 with self._uow_factory(read_only=True) as uow:
-                    written = uow.sagas.get(saga_id) is not None
+                    found = {saga_id: uow.sagas.get(saga_id) is not None for saga_id in absent}
             except PersistenceError:
                 continue
-            if written:
-                log.warning("saga %s: its commit lost its answer (%s) but it was written", saga_id, error)
-                return
-            absent += 1
-            if absent == 2:
-                raise error
-        log.error("saga %s: the outcome of its commit is unknown (%s)", saga_id, error)
-        raise CommitOutcomeUnknown(saga_id, str(error)) from error
+            for saga_id, written in found.items():
+                if written:
+                    with log_context(saga_id=saga_id):
+                        log.warning("saga %s: its commit lost its answer (%s) but it was written", saga_id, error)
+                    learned[saga_id] = None
+                    del absent[saga_id]
+                elif absent[saga_id] == 1:
+                    learned[saga_id] = error
+                    del absent[saga_id]
+                else:
+                    absent[saga_id] = 1
+        for saga_id in absent:
+            with log_context(saga_id=saga_id):
+                log.error("saga %s: the outcome of its commit is unknown (%s)", saga_id, error)
+            unknown = CommitOutcomeUnknown(saga_id, str(error))
+            unknown.__cause__ = error
+            learned[saga_id] = unknown
+        return learned
 
     def apply_event(self, event: Event, traceparent: str | None = None) -> EventOutcome:
         """Applies a participant's event to its saga, at most once per (saga, message_id):
