@@ -79,9 +79,9 @@ class GroupCommit(Generic[T, R]):
         self._pending: deque[_Ticket[T, R]] = deque()
         self._writing = False
         self.batches = 0
-        """Batch function calls so far (the writes alone after a split included)."""
+        """Batch function calls so far, failed ones and the writes alone after a split included."""
         self.items = 0
-        """Items written so far (an item written again alone counts again)."""
+        """Items handed to the batch function so far (an item written again alone counts again)."""
 
     @property
     def queued(self) -> int:
@@ -138,12 +138,12 @@ class GroupCommit(Generic[T, R]):
             ticket.outcome = outcome
 
     def _call(self, items: list[T]) -> Sequence[R | ItemFailed]:
-        outcomes = self._write(items)
-        if len(outcomes) != len(items):
-            raise RuntimeError(f"the batch function returned {len(outcomes)} outcomes for {len(items)} items")
         with self._changed:
             self.batches += 1
             self.items += len(items)
+        outcomes = self._write(items)
+        if len(outcomes) != len(items):
+            raise RuntimeError(f"the batch function returned {len(outcomes)} outcomes for {len(items)} items")
         return outcomes
 
     def _result(self, ticket: _Ticket[T, R]) -> R:
