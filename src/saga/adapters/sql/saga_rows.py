@@ -14,9 +14,10 @@ field's default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -101,7 +102,7 @@ def saga_from_row(row: Row[Any]) -> CreateOrderSaga:
     first_schema = _written_by_first_schema(values)
     if first_schema:
         values["compensations"] = [{"compensation": name, "resource_id": None} for name in values["compensations"]]
-    saga = CreateOrderSaga(**{name: _read(hint, values[name]) for name, hint in _FIELD_TYPES.items()})
+    saga = CreateOrderSaga(**{name: read(values[name]) for name, read in _FIELD_READERS})
     if first_schema:
         _read_first_schema_compensations(saga)
     return saga
@@ -183,50 +184,72 @@ def to_json(value: object) -> object:
         return value.value
     if isinstance(value, datetime):
         return _utc(value).isoformat(timespec="microseconds")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: to_json(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: to_json(getattr(value, name)) for name in names}
     if isinstance(value, list | tuple):
         return [to_json(item) for item in value]
     return value  # str, int, float, bool, None and JSON objects, which are stored as they are
 
 
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """A dataclass's field names, in order; None for any other type."""
+    if kind not in _FIELD_NAMES:
+        is_record = dataclasses.is_dataclass(kind)
+        _FIELD_NAMES[kind] = tuple(field.name for field in dataclasses.fields(kind)) if is_record else None
+    return _FIELD_NAMES[kind]
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
 def _read(hint: Any, value: Any) -> Any:
     """The domain value of type `hint` for a stored value (a column's or a JSON one)."""
-    if value is None:
-        return None
+    return _reader(hint)(value)
+
+
+Reader = Callable[[Any], Any]
+
+
+@functools.cache
+def _reader(hint: Any) -> Reader:
+    """A function reading stored values of type `hint`, worked out once per type: the
+    declared types are walked when a type is first read, not for every row."""
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
         [kind] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return _read(kind, value)
+        return _or_none(_reader(kind))
     if origin is list:
         [item] = typing.get_args(hint)
-        return [_read(item, element) for element in value]
+        read_item = _reader(item)
+        return _or_none(lambda value: [read_item(element) for element in value])
     if hint is datetime:
-        return _utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
+        return _or_none(lambda value: _utc(value if isinstance(value, datetime) else datetime.fromisoformat(value)))
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint(value)
+        return _or_none(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        field_types = _type_hints(hint)
-        return hint(
-            **{
-                field.name: _read(field_types[field.name], value[field.name])
-                for field in dataclasses.fields(hint)
-                if field.name in value
-            }
-        )
-    return value  # str, int, bool, and JSON objects
+        kind = hint
+        field_types = typing.get_type_hints(kind)
+        fields = [(field.name, _reader(field_types[field.name])) for field in dataclasses.fields(kind)]
+
+        def read_record(value: Any) -> Any:
+            return kind(**{name: read(value[name]) for name, read in fields if name in value})
+
+        return _or_none(read_record)
+    return _as_is  # str, int, bool, and JSON objects
 
 
-def _type_hints(kind: type) -> dict[str, Any]:
-    hints = _NESTED_TYPES.get(kind)
-    if hints is None:
-        hints = _NESTED_TYPES[kind] = typing.get_type_hints(kind)
-    return hints
+def _or_none(read: Reader) -> Reader:
+    return lambda value: None if value is None else read(value)
 
 
-_NESTED_TYPES: dict[type, dict[str, Any]] = {}
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _utc(moment: datetime) -> datetime:
     # A naive moment is UTC, as the contract reads timestamps without an offset.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_FIELD_READERS = [(name, _reader(hint)) for name, hint in _FIELD_TYPES.items()]
