@@ -261,7 +261,11 @@ class Environment(BaseSettings):
 
     # Background work.
     saga_relay_poll_seconds: float = setting(
-        1.0, "how often the relay looks in the outbox for commands no process handed over itself", ge=0.001, le=HOUR
+        1.0,
+        "how often the relay looks in the outbox for commands no process handed over itself; on PostgreSQL,"
+        " commands written by a process without a relay wake it at once (LISTEN/NOTIFY)",
+        ge=0.001,
+        le=HOUR,
     )
     saga_sweep_interval_seconds: float = setting(1.0, "deadline sweep period", ge=0.001, le=HOUR)
     saga_dispatch_hold_seconds: float = setting(

@@ -20,6 +20,7 @@ from saga.adapters.memory_transport import CommandHandler, InMemoryTransport
 from saga.adapters.routing_publisher import RoutingPublisher
 from saga.adapters.simulated_participants import SimulatedParticipants
 from saga.adapters.sql import SqlAlchemyUnitOfWork
+from saga.adapters.sql.outbox_changes import outbox_changes_for
 from saga.adapters.timer_api_publisher import TimerApiPublisher
 from saga.domain.messages import Participant
 from saga.entrypoints.config import Settings
@@ -183,6 +184,7 @@ class Container(containers.DeclarativeContainer):
         retention=retention,
         retention_interval_seconds=settings.provided.retention_interval_seconds,
         retry_max_seconds=settings.provided.retry_max_seconds,
+        outbox_changes=providers.Callable(outbox_changes_for, engine),
     )
 
     schema = providers.Resource(migrated_schema, engine, migrate, settings.provided.retry_max_seconds)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from saga.entrypoints.consumers import EventConsumer, GroupConsumer
+from saga.ports.persistence import OutboxChanges
 from saga.service_layer.backoff import Backoff, Outage
 from saga.service_layer.orchestrator import SagaOrchestrator
 from saga.service_layer.relay import OutboxRelay
@@ -40,8 +41,11 @@ class BackgroundWorker:
         retention: Retention | None = None,
         retention_interval_seconds: float = 300.0,
         retry_max_seconds: float = RETRY_MAX_SECONDS,
+        outbox_changes: OutboxChanges | None = None,
     ) -> None:
-        """`retry_max_seconds`: the longest pause of a loop that keeps failing (the database is down)."""
+        """`retry_max_seconds`: the longest pause of a loop that keeps failing (the database is down).
+        `outbox_changes`: word from other processes that commands are due, which sends the relay
+        to the outbox before its next poll (None: it polls every `relay_poll_seconds`)."""
         self._relay = relay
         self._orchestrator = orchestrator
         self._wakeup = wakeup
@@ -51,6 +55,9 @@ class BackgroundWorker:
         self._retention = retention
         self._retention_interval_seconds = retention_interval_seconds
         self._retry_max_seconds = retry_max_seconds
+        self._outbox_changes = outbox_changes
+        self._outbox_changed = threading.Event()
+        """Set when another process committed commands due at once: the relay polls on waking."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -61,6 +68,8 @@ class BackgroundWorker:
             return
         self._stop.clear()
         loops: list[tuple[str, Loop]] = [("outbox-relay", self._relay_loop)]
+        if self._outbox_changes is not None:
+            loops.append(("outbox-listener", self._listen_loop))
         if not relay_only:
             loops.append(("deadline-sweeper", self._sweep_loop))
             if self._retention is not None:
@@ -105,6 +114,9 @@ class BackgroundWorker:
             self._wakeup.wait(self._relay_poll_seconds)
             self._wakeup.clear()
             poll = time.monotonic() - last_poll >= self._relay_poll_seconds
+            if self._outbox_changed.is_set():
+                self._outbox_changed.clear()
+                poll = True
             if poll:
                 last_poll = time.monotonic()
             while not self._stop.is_set():
@@ -114,6 +126,17 @@ class BackgroundWorker:
                 poll = poll and due > 0  # keep at the outbox only while it has work
                 if fresh == 0 and due == 0:
                     break
+
+    def _listen_loop(self, worked: Callable[[], None]) -> None:
+        if self._outbox_changes is None:
+            return
+
+        def changed() -> None:
+            worked()
+            self._outbox_changed.set()
+            self._wakeup.set()
+
+        self._outbox_changes.listen(self._stop, changed)
 
     def _sweep_loop(self, worked: Callable[[], None]) -> None:
         while not self._stop.wait(self._sweep_interval_seconds):

@@ -6,8 +6,9 @@ driver exception.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -222,6 +223,18 @@ class Outbox(ABC):
     @abstractmethod
     def purge_sent(self, sent_before: datetime, limit: int) -> int:
         """Deletes up to `limit` entries sent before `sent_before`; returns how many."""
+
+
+class OutboxChanges(ABC):
+    """Word, across processes, that commands any relay may send now were committed to the
+    outbox (written without a hold, by a process that has no relay of its own), so a relay
+    need not wait for its next poll."""
+
+    @abstractmethod
+    def listen(self, stop: threading.Event, changed: Callable[[], None]) -> None:
+        """Calls `changed` once listening (what was committed before is in the outbox already)
+        and after each such commit, until `stop` is set. Raises StorageUnavailable when the
+        store cannot be reached or the connection is lost: call it again after a pause."""
 
 
 class Inbox(ABC):

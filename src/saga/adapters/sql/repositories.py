@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeo
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from saga.adapters.sql.errors import is_duplicate_key, port_error, translated_errors
+from saga.adapters.sql.outbox_changes import NOTIFY
 from saga.adapters.sql.saga_rows import (
     PROGRESS_COLUMNS,
     RESOURCE_COLUMNS,
@@ -336,7 +337,11 @@ class SqlAlchemyOutbox(Outbox):
             for command in commands
         ]
         with translated_errors():
-            self._connection().execute(INSERT_OUTBOX, rows)
+            connection = self._connection()
+            connection.execute(INSERT_OUTBOX, rows)
+            if hold_until is None and connection.dialect.name == "postgresql":
+                # Due at once and no relay of ours is told: the other processes' relays are.
+                connection.execute(NOTIFY)
 
     def claim_due(self, now: datetime, limit: int) -> list[OutboxEntry]:
         with translated_errors():
