@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import subprocess
 import sys
 import threading
 import time
 import tomllib
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -27,9 +29,11 @@ from tests.unit.persistence_contract import (
 )
 
 from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+from saga.adapters.sql.engine import decode_stored_json
 from saga.adapters.sql.migrations import MIGRATIONS_DIRECTORY, current_revision, head_revision, upgrade
 from saga.adapters.sql.schema import metadata, sagas
-from saga.domain.saga import HistoryEntry, HistoryKind
+from saga.domain.policy import SagaPolicy
+from saga.domain.saga import CreateOrderSaga, HistoryEntry, HistoryKind
 from saga.ports.persistence import StorageUnavailable, UnitOfWorkFactory
 
 
@@ -255,3 +259,38 @@ def test_a_save_writes_only_what_changed_and_appends_the_new_history(engine: Eng
     assert rows[:2] == (saga.id, len(saga.history))
     with SqlAlchemyUnitOfWork(engine) as uow:
         assert uow.sagas.get(saga.id) == loaded
+
+
+@pytest.mark.parametrize(
+    ("stored", "value"),
+    [
+        ('{"a": [1, 2.5, "x", null, true]}', {"a": [1, 2.5, "x", None, True]}),
+        ('{"quantity": 1180591620717411303424}', {"quantity": 2**70}),  # past 64 bits
+        ("[9223372036854775807, 18446744073709551616, -1e-400]", [2**63 - 1, 2**64, -0.0]),
+        ('{"note": NaN, "more": [Infinity]}', None),  # written before non-finite numbers were refused
+        ('"\\ud800"', "\ud800"),  # a lone surrogate, which orjson refuses
+    ],
+)
+def test_stored_json_reads_back_as_the_standard_library_reads_it(stored: str, value: object) -> None:
+    expected = json.loads(stored)
+
+    found = decode_stored_json(stored)
+
+    assert repr(found) == repr(expected)
+    if value is not None:
+        assert found == value
+    assert repr(decode_stored_json(stored.encode("utf-8", "surrogatepass"))) == repr(expected)
+
+
+def test_a_saga_whose_order_holds_an_integer_past_64_bits_reads_back(engine: Engine) -> None:
+    saga, _ = CreateOrderSaga.start(
+        str(uuid.uuid4()), "c-1", {"foodItems": [], "quantity": 2**70}, 100, "USD", datetime.now(UTC), SagaPolicy()
+    )
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        uow.sagas.add(saga)
+        uow.commit()
+
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        stored = uow.sagas.get(saga.id)
+
+    assert stored is not None and stored.order_details["quantity"] == 2**70

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -29,10 +32,32 @@ def database_url(url: str) -> URL:
     return parsed
 
 
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+
+
+def decode_stored_json(text: str | bytes) -> Any:
+    """The value a JSON column holds, exactly as the standard library reads it, faster.
+
+    orjson reads it (reading sagas is on every event's path), except where the two would
+    differ: text with 19 digits in a row (an integer that may not fit 64 bits, which orjson
+    reads as a float) and what orjson refuses (`NaN` or `Infinity` written before
+    non-finite numbers were refused, lone surrogates) go to the standard library.
+    """
+    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
+    if long_digits.search(text) is None:  # type: ignore[arg-type]  # the pattern matches the text's type
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def create_engine_from_url(url: str, **kw: Any) -> Engine:
     """An engine for PostgreSQL or a SQLite file, set up for several threads writing at once."""
     parsed = database_url(url)
     kw.setdefault("json_serializer", encode_json)  # never Infinity or NaN in a JSON column
+    kw.setdefault("json_deserializer", decode_stored_json)
     # No pre-ping: it costs a round trip per unit of work. A dropped connection surfaces
     # as StorageUnavailable once, and SQLAlchemy then invalidates the whole pool.
     if parsed.get_backend_name() != "sqlite":
