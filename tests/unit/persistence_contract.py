@@ -926,6 +926,26 @@ class PersistenceContract:
                 uow.sagas.save_many([fresh, stale])  # `stale` was read before another save moved it
                 uow.commit()
 
+    def test_of_sagas_saved_together_one_stale_one_fails_them_all(self, uow_factory: UnitOfWorkFactory) -> None:
+        first, second = make_saga(), make_saga()
+        self.store(uow_factory, first, second)
+        with uow_factory() as uow:
+            read = uow.sagas.get_many([first.id, second.id])
+        with uow_factory() as uow:
+            moved = uow.sagas.get(second.id)
+            assert moved is not None
+            uow.sagas.save(moved)
+            uow.commit()
+
+        for saga in read.values():
+            saga.status = SagaStatus.FAILED  # the same change to both
+        with uow_factory() as uow, pytest.raises(ConcurrencyConflict):
+            uow.sagas.save_many(list(read.values()))
+            uow.commit()
+
+        stored = self.load(uow_factory, first.id)
+        assert stored is not None and stored.status is first.status and stored.version == 0
+
     def test_page_can_list_only_sagas_that_left_a_clean_up_unconfirmed(self, uow_factory: UnitOfWorkFactory) -> None:
         left = make_saga(status=SagaStatus.COMPLETED, due_at=None)  # make_saga's clean-up is unconfirmed
         settled = make_saga(status=SagaStatus.COMPLETED, due_at=None)

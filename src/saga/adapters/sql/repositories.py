@@ -206,27 +206,35 @@ class SqlAlchemySagaRepository(SagaRepository):
         self.save_many([saga])
 
     def save_many(self, sagas: Sequence[CreateOrderSaga]) -> None:
+        # Sagas that changed the same columns are updated by one executemany (one statement
+        # for SQLAlchemy to prepare; the driver checks every row's version), their history
+        # rows inserted by another.
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         added: list[dict[str, Any]] = []
         with translated_errors():
             connection = self._connection()
             for saga in sagas:
-                added += self._update(connection, saga)
+                values, rows = self._changes(connection, saga)
+                updates.setdefault(tuple(values), []).append(values)
+                added += rows
+            for group in updates.values():
+                if connection.execute(UPDATE_SAGA, group if len(group) > 1 else group[0]).rowcount != len(group):
+                    stale = ", ".join(f"{values['match_id']} at version {values['match_version']}" for values in group)
+                    raise ConcurrencyConflict(f"a saga is no longer at the version read: {stale}")
             if added:
                 connection.execute(INSERT_HISTORY, added if len(added) > 1 else added[0])
         for saga in sagas:
             saga.version += 1
             self._remember(saga, self._saved_progress.pop(saga.id))
 
-    def _update(self, connection: Connection, saga: CreateOrderSaga) -> list[dict[str, Any]]:
-        """Writes the saga's changed columns, checking its version; returns its new history rows."""
+    def _changes(self, connection: Connection, saga: CreateOrderSaga) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The UPDATE's parameters for the saga's changed columns (its version checked), and
+        its new history rows."""
         progress = progress_row(saga)
         known = self._stored.get(saga.id)
         if known is not None and known.version != saga.version:
             known = None
         changed = progress if known is None else {k: v for k, v in progress.items() if known.progress.get(k) != v}
-        values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
-        if connection.execute(UPDATE_SAGA, values).rowcount != 1:
-            raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
         self._saved_progress[saga.id] = progress
         if known is not None:
             stored_length = known.history_length
@@ -236,7 +244,8 @@ class SqlAlchemySagaRepository(SagaRepository):
             # History only grows; one that shrank is stored anew.
             connection.execute(DELETE_HISTORY, {"saga_id": saga.id})
             stored_length = 0
-        return history_rows(saga.id, saga.history[stored_length:], stored_length)
+        values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
+        return values, history_rows(saga.id, saga.history[stored_length:], stored_length)
 
     def page(
         self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False
