@@ -334,8 +334,9 @@ def breakdown(
     """Where one saga's time goes, from the outbox (queued, delivered) and the history (event applied).
 
     For each step: `orchestrator` is command queued (in the transaction applying the
-    previous event) until the relay had it delivered (published and acknowledged);
-    `outside` is delivered until the reply's application began (transport out, the
+    previous event) until the relay took it to send (`sent_at`, written with the claim;
+    the publish and its acknowledgement follow before that transaction commits);
+    `outside` is from there until the reply's application began (the publish, the
     participant, transport back, the event consumer). Summed over the five steps.
     """
     outbox = system.db.step_times(customer_id)
