@@ -289,6 +289,39 @@ class PersistenceContract:
 
         assert self.load(uow_factory, saga.id) == saga
 
+    def test_sagas_added_together_read_back_each_as_added_and_save_as_usual(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        added = [make_saga(), make_saga(status=SagaStatus.STARTED), make_saga(due_at=None)]
+        with uow_factory() as uow:
+            uow.sagas.add_many(added)
+            uow.sagas.add_many([])
+            uow.commit()
+
+        assert [self.load(uow_factory, saga.id) for saga in added] == added
+        with uow_factory() as uow:
+            saga = uow.sagas.get(added[1].id)
+            assert saga is not None
+            saga.error = "changed"
+            uow.sagas.save(saga)
+            uow.commit()
+        assert self.load(uow_factory, added[1].id) == saga
+
+    def test_sagas_added_together_with_one_taken_id_are_a_duplicate_saga_and_none_is_written(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        taken = make_saga()
+        self.store(uow_factory, taken)
+        impostor = make_saga(taken.id, status=SagaStatus.STARTED)
+        others = [make_saga(), make_saga()]
+
+        with pytest.raises(DuplicateSaga), uow_factory() as uow:
+            uow.sagas.add_many([others[0], impostor, others[1]])
+            uow.commit()
+
+        assert self.load(uow_factory, taken.id) == taken
+        assert [self.load(uow_factory, saga.id) for saga in others] == [None, None]
+
     def test_adding_one_id_twice_in_a_unit_of_work_is_a_duplicate_saga(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()
         with pytest.raises(DuplicateSaga), uow_factory() as uow:

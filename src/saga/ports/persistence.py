@@ -84,6 +84,13 @@ class SagaRepository(ABC):
     def add(self, saga: CreateOrderSaga) -> None:
         """Stores a new saga. Raises DuplicateSaga if its id is taken (at commit at the latest)."""
 
+    def add_many(self, sagas: Sequence[CreateOrderSaga]) -> None:
+        """`add` for each saga; a store may write them in one statement per table. Raises
+        DuplicateSaga if any one's id is taken (at commit at the latest), not saying which
+        when they were written together."""
+        for saga in sagas:
+            self.add(saga)
+
     @abstractmethod
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         """The saga as last committed, or None."""

@@ -198,8 +198,12 @@ class SagaOrchestrator:
                 except IdempotencyKeyReused as error:
                     # Nothing of this saga was written, and the transaction goes on for the others.
                     outcomes.append(ItemFailed(error))
-            if all(outcome is not None for outcome in outcomes):
+            added = [new for new, outcome in zip(batch, outcomes, strict=True) if outcome is None]
+            if not added:
                 return outcomes  # replays and refusals only: nothing to commit
+            uow.sagas.add_many([new.saga for new in added])
+            commands = [command for new in added for command in new.commands]
+            uow.outbox.add(commands, self._hold_until(max(new.saga.updated_at for new in added)))
             try:
                 _commit(uow)
             except CommitUnanswered as error:
@@ -212,11 +216,12 @@ class SagaOrchestrator:
         return [self._learned(new, outcome, keys, learned) for new, outcome in zip(batch, outcomes, strict=True)]
 
     def _write_saga(self, uow: UnitOfWork, new: _NewSaga, keys: dict[str, str]) -> str | None:
-        """Adds a new saga, its first command and its idempotency key (`(key, request
-        digest)`) to `uow`, whose earlier sagas claimed `keys` (key: saga id). Returns the
-        saga id a repeated key already stands for, None when it added the saga. Raises
-        IdempotencyKeyReused, or ConcurrencyConflict when another transaction claimed the key."""
-        saga, commands, key = new.saga, new.commands, new.key
+        """Claims a new saga's idempotency key (`(key, request digest)`), if any, in `uow`,
+        whose earlier sagas claimed `keys` (key: saga id). Returns the saga id a repeated key
+        already stands for, None when the saga is to be written (with the others of its
+        batch, by `_write_sagas`). Raises IdempotencyKeyReused, or ConcurrencyConflict when
+        another transaction claimed the key."""
+        saga, key = new.saga, new.key
         now = saga.created_at
         if key is not None:
             found = uow.idempotency_keys.get(key[0], now - IDEMPOTENCY_KEY_TTL)
@@ -226,8 +231,6 @@ class SagaOrchestrator:
                 return found.saga_id
             uow.idempotency_keys.add(IdempotencyRecord(key[0], key[1], saga.id, now), now - IDEMPOTENCY_KEY_TTL)
             keys[key[0]] = saga.id
-        uow.sagas.add(saga)
-        uow.outbox.add(commands, self._hold_until(saga.updated_at))
         return None
 
     @staticmethod

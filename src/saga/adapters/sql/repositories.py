@@ -172,19 +172,29 @@ class SqlAlchemySagaRepository(SagaRepository):
         self._saved_progress.clear()
 
     def add(self, saga: CreateOrderSaga) -> None:
-        row = saga_row(saga)
+        self.add_many([saga])
+
+    def add_many(self, sagas: Sequence[CreateOrderSaga]) -> None:
+        # One INSERT per table for them all: executemany, which SQLAlchemy sends as one
+        # multi-row statement ("insertmanyvalues").
+        if not sagas:
+            return
+        rows = [saga_row(saga) for saga in sagas]
+        history = [entry for saga in sagas for entry in history_rows(saga.id, saga.history, 0)]
         try:
             connection = self._connection()
-            connection.execute(INSERT_SAGA, row)
-            if saga.history:
-                connection.execute(INSERT_HISTORY, history_rows(saga.id, saga.history, 0))
+            connection.execute(INSERT_SAGA, rows if len(rows) > 1 else rows[0])
+            if history:
+                connection.execute(INSERT_HISTORY, history if len(history) > 1 else history[0])
         except IntegrityError as error:
             if is_duplicate_key(error):
-                raise DuplicateSaga(saga.id) from error
+                ids = ", ".join(saga.id for saga in sagas)
+                raise DuplicateSaga(ids if len(sagas) == 1 else f"one of {ids}") from error
             raise port_error(error) from error
         except (DBAPIError, PoolTimeout) as error:
             raise port_error(error) from error
-        self._remember(saga, {name: row[name] for name in PROGRESS_COLUMNS})
+        for saga, row in zip(sagas, rows, strict=True):
+            self._remember(saga, {name: row[name] for name in PROGRESS_COLUMNS})
 
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         with translated_errors():
