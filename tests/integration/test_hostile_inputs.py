@@ -343,3 +343,36 @@ def test_postgresql_stores_and_gives_back_what_was_taken_and_nothing_it_cannot_h
         assert saga["status"] == "COMPLETED" and saga["amount_cents"] == 1299
         assert [response.status_code for response in refused] == [400, 400]
         assert saga_count(base) == 1
+
+
+@pytest.mark.postgres
+def test_postgresql_takes_an_event_with_unstorable_text_only_where_the_saga_ignores_it(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    closed = "http://127.0.0.1:9"  # participants that never answer: the saga waits for our events
+    env = {
+        "DATABASE_URL": fresh_database_url,
+        "SAGA_TRANSPORT": "http",
+        **{name: closed for name in ("ORDER_SERVICE_URL", "USER_SERVICE_URL", "PAYMENT_SERVICE_URL")},
+        "SCHEDULER_SERVICE_URL": closed,
+    }
+    with saga_process(["serve"], env, tmp_path / "server.log") as base:
+        saga_id = start(base)
+        refused = [
+            post_raw(base, "/api/events", event_text(saga_id, "order.created", f'{{"order_id": "o{text}"}}'))
+            for text in ("\\u0000", "\\udc00")
+        ]
+        created = event_text(saga_id, "order.created", '{"order_id": "o1", "note": "a\\u0000b\\udc00"}')
+        taken = post_raw(base, "/api/events", created.replace('{"type"', '{"source": "order\\u0000\\ud800", "type"'))
+        failed = post_raw(
+            base,
+            "/api/events",
+            event_text(saga_id, "user.payment_info_failed", '{"error": "E\\u0000", "message": "no\\udc00card"}'),
+        )
+
+        assert [response.status_code for response in refused] == [400, 400]
+        assert all("payload.order_id must" in response.json()["error"] for response in refused), refused[1].text
+        assert (taken.status_code, failed.status_code) == (202, 202), (taken.text, failed.text)
+        saga = requests.get(f"{base}/api/sagas/{saga_id}", timeout=5).json()
+        assert saga["order_id"] == "o1" and saga["status"] == "COMPENSATING"
+        assert saga["error"] == "GET_PAYMENT_INFO failed: E: no\ufffdcard"

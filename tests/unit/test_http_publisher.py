@@ -190,7 +190,7 @@ UNUSABLE_REPLIES: list[tuple[str, Callable[[Command], bytes], str]] = [
         "payload.order_id",
     ),
     ("correlation id not a UUID", lambda c: json.dumps(event("order.created", "saga-1")).encode(), "UUID"),
-    ("deeply nested", lambda c: b"[" * 100_000 + b"]" * 100_000, "not valid UTF-8 JSON"),
+    ("deeply nested", lambda c: b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     (
         "an id that is an object",
         lambda c: json.dumps(event("order.created", c.saga_id, {"order_id": {"a": [1, 2]}})).encode(),

@@ -135,6 +135,69 @@ def test_failure_events_may_carry_an_error() -> None:
     assert failure_reason(parse_event(envelope(type="payment.failed", payload={})).payload) is None
 
 
+UNSTORABLE = {"NUL": "a\x00b", "unpaired surrogate": "a\udc00b"}
+"""Text PostgreSQL refuses in text and JSON columns, as a JSON escape can spell it."""
+
+
+def escaped(body: dict[str, Any]) -> str:
+    return json.dumps(body)  # ASCII: the NUL and the surrogate travel as `\u` escapes
+
+
+@pytest.mark.parametrize("text", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_text_no_database_stores_is_ignored_with_the_fields_the_saga_ignores(text: str) -> None:
+    payload = {"order_id": "order-42", "note": text, text: 1}
+
+    parsed = decode_event(escaped(envelope(source=f"order{text}service", payload=payload)))
+
+    assert parsed.type == "order.created" and parsed.payload["order_id"] == "order-42"
+
+
+@pytest.mark.parametrize("text", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+@pytest.mark.parametrize(
+    ("type_", "field", "payload"),
+    [
+        ("order.created", "payload.order_id", {"order_id": "@"}),
+        ("payment.authorized", "payload.payment_id", {"payment_id": "@"}),
+        ("order.cancelled", "payload.order_id", {"order_id": "@"}),
+        ("payment.released", "payload.payment_id", {"payment_id": "@"}),
+        ("user.payment_info_retrieved", "payload.payment_info", {"payment_info": {"card": {"brand": "@"}}}),
+        ("user.payment_info_retrieved", "payload.payment_info", {"payment_info": {"@": "key"}}),
+        ("timer.started", "message_id", {}),
+    ],
+)
+def test_text_no_database_stores_in_a_field_the_saga_keeps_is_a_bad_message_naming_it(
+    text: str, type_: str, field: str, payload: dict[str, Any]
+) -> None:
+    filled = json.loads(json.dumps(payload).replace("@", json.dumps(text)[1:-1]))
+    body = envelope(type=type_, payload=filled)
+    if field == "message_id":
+        body["message_id"] = text
+
+    reason = bad_raw(escaped(body))
+
+    assert reason.startswith(f"{field} must") and ("NUL" in reason or "surrogate" in reason), reason
+
+
+@pytest.mark.parametrize("text", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_a_failures_reason_keeps_what_it_can_store(text: str) -> None:
+    body = envelope(type="payment.failed", payload={"error": f"E{text}", "message": f"card{text}declined"})
+
+    reason = failure_reason(decode_event(escaped(body)).payload)
+
+    assert reason is not None and reason.encode("utf-8") and "\x00" not in reason
+    assert reason in ("Ea b: carda bdeclined", "Ea\ufffdb: carda\ufffdbdeclined")
+
+
+def test_a_failures_error_that_is_not_text_is_named_by_its_json() -> None:
+    body = envelope(type="order.creation_failed", payload={"error": {"code": 1}, "message": ["x", None, 2.5]})
+
+    assert failure_reason(decode_event(json.dumps(body)).payload) == '{"code": 1}: ["x", null, 2.5]'
+
+
+def test_an_event_nested_too_deeply_says_so() -> None:
+    assert bad_raw("[" * 100_000 + "]" * 100_000) == "not valid JSON: nested too deeply"
+
+
 def test_event_envelope_round_trips() -> None:
     original = Event("payment.authorized", SAGA_ID, {"payment_id": "p-1"}, NOW, MESSAGE_ID)
 

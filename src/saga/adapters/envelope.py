@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from saga.domain.messages import (
+    ACTIONS,
     EVENT_TYPES,
     OBJECT_EVENT_FIELDS,
     REQUIRED_EVENT_FIELDS,
@@ -48,6 +49,9 @@ __all__ = [
 MAX_MESSAGE_ID_CHARS = 200
 ID_FIELDS = ("order_id", "payment_id")
 """Payload fields that name a participant's resource (docs/contract.md, "Event payloads")."""
+REASON_FIELDS = ("error", "message")
+"""A failure event's payload fields that give its reason (docs/contract.md, "Event payloads")."""
+FAILURE_EVENT_TYPES = frozenset(failure for action in ACTIONS.values() for failure in action.failures)
 _FLOAT_MAX = int(sys.float_info.max)
 _FLOAT_MAX_DIGITS = len(str(_FLOAT_MAX))
 
@@ -106,24 +110,41 @@ def _strings(value: object) -> Iterator[str]:
             stack.extend(item)
 
 
+def _unstorable(value: object) -> str | None:
+    """Why `value` holds text no database can store (a NUL character, half of a surrogate
+    pair, which PostgreSQL refuses in text and JSON), or None when it holds none."""
+    for string in _strings(value):
+        if "\x00" in string:
+            return "must not contain NUL characters"
+        try:
+            string.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode (no unpaired surrogates)"
+    return None
+
+
+def _loads(raw: bytes | str) -> Any:
+    """Strict JSON in UTF-8: no NaN or Infinity, no number beyond the double range.
+    Raises ValueError saying why (RecursionError when absurdly nested)."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite_float, parse_int=_finite_int)
+
+
 def decode_json(raw: bytes | str) -> Any:
-    """Strict JSON in UTF-8 (docs/contract.md, "Message envelope").
+    """Strict JSON in UTF-8 (docs/contract.md, "Message envelope"), all of which will be stored.
 
     Refuses NaN, Infinity and number literals outside the double range (`1e309`), and
-    text that cannot be stored (a NUL character, half of a surrogate pair). Numbers
-    with a fraction or exponent come back as `JsonNumber` (a float that keeps its
-    text). Raises ValueError saying why (RecursionError when absurdly nested).
+    text that cannot be stored (a NUL character, half of a surrogate pair) anywhere in
+    the value. Numbers with a fraction or exponent come back as `JsonNumber` (a float
+    that keeps its text). Raises ValueError saying why (RecursionError when absurdly
+    nested). An event, of which only some fields are kept, is read by `decode_event`.
     """
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float, parse_int=_finite_int)
+    value = _loads(text)
     if "\\u" in text:  # only escapes can spell such characters
-        for string in _strings(value):
-            if "\x00" in string:
-                raise ValueError("JSON text must not contain NUL characters")
-            try:
-                string.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("JSON text must be valid Unicode (no unpaired surrogates)") from None
+        problem = _unstorable(value)
+        if problem is not None:
+            raise ValueError(f"JSON text {problem}")
     return value
 
 
@@ -229,22 +250,52 @@ def parse_event(body: object) -> Event:
         if not isinstance(payload[name], dict):
             raise BadMessage(f"payload.{name} must be a JSON object")
     ids = {name: _id_text(payload[name], f"payload.{name}") for name in ID_FIELDS if payload.get(name) is not None}
-    if ids:
-        payload = {**payload, **ids}
+    for name in (*ids, *OBJECT_EVENT_FIELDS.get(event_type, ())):
+        _must_be_storable(payload[name], f"payload.{name}")
+    reasons = {name: _reason_text(payload.get(name)) for name in REASON_FIELDS if event_type in FAILURE_EVENT_TYPES}
+    changed = {**ids, **{name: text for name, text in reasons.items() if text is not None}}
+    if changed:
+        payload = {**payload, **changed}
     message_id = body.get("message_id")
     if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID_CHARS):
         raise BadMessage(f"message_id must be a non-empty string of at most {MAX_MESSAGE_ID_CHARS} characters")
+    if message_id is not None:
+        _must_be_storable(message_id, "message_id")
     return Event(event_type, saga_id, payload, timestamp, message_id)
 
 
+def _must_be_storable(value: object, name: str) -> None:
+    """A field the saga keeps, stores or forwards may hold no text a database cannot store;
+    the fields it ignores may (docs/contract.md, "Message envelope")."""
+    problem = _unstorable(value)
+    if problem is not None:
+        raise BadMessage(f"{name} {problem}")
+
+
+def _reason_text(value: object) -> str | None:
+    """A failure's `error` or `message` as text: a string as it is (`one_line` in the domain
+    makes it one storable line), any other value as its JSON (`{"code": 1}`); None when the
+    field is absent or already a string."""
+    if value is None or isinstance(value, str):
+        return None
+    return encode_json(value)  # ASCII: an unpaired surrogate comes out escaped
+
+
 def decode_event(raw: bytes | str) -> Event:
-    """Parses raw JSON (UTF-8) into an Event. Raises BadMessage for anything unusable."""
+    """Parses raw JSON (UTF-8) into an Event. Raises BadMessage for anything unusable.
+
+    Text no database can store (a NUL character, half of a surrogate pair) makes the event
+    bad only in a field the saga keeps (`parse_event`); in the fields it ignores, such as
+    the envelope's `source`, it is ignored with them (docs/contract.md, "Message envelope").
+    """
     try:
-        body = decode_json(raw)
-    except (ValueError, RecursionError) as error:
+        body = _loads(raw)
+    except RecursionError:
+        raise BadMessage("not valid JSON: nested too deeply") from None
+    except ValueError as error:
         reason = str(error) if _SAYS_WHY.search(str(error)) else "not valid UTF-8 JSON"
         raise BadMessage(reason) from None
     return parse_event(body)
 
 
-_SAYS_WHY = re.compile(r"JSON text must|outside the finite range|is not JSON")
+_SAYS_WHY = re.compile(r"outside the finite range|is not JSON")

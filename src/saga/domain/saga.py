@@ -80,9 +80,13 @@ def bounded(text: str, limit: int) -> str:
 
 
 def one_line(text: str) -> str:
-    """Control characters (line breaks included) become spaces; runs of spaces collapse."""
-    cleaned = "".join(" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text)
+    """Control characters (line breaks and NUL included) become spaces; runs of spaces
+    collapse; half of a surrogate pair, which no database stores, becomes U+FFFD."""
+    cleaned = "".join(_ONE_LINE.get(unicodedata.category(char), char) for char in text)
     return " ".join(cleaned.split())
+
+
+_ONE_LINE = {"Cc": " ", "Zl": " ", "Zp": " ", "Cs": "\ufffd"}
 
 
 def failure_reason(payload: JsonObject) -> str | None:
