@@ -110,12 +110,17 @@ class BackgroundWorker:
         last_poll = 0.0
         while not self._stop.is_set():
             # Woken by a commit that queued commands; the outbox itself is polled every
-            # relay_poll_seconds, for commands whose hold ended (another process's, or retries).
-            self._wakeup.wait(self._relay_poll_seconds)
+            # relay_poll_seconds, for commands whose hold ended (another process's), at once
+            # when another process says it wrote commands due now, and when one this relay
+            # put back is due again.
+            retry_in = self._relay.seconds_to_retry()
+            self._wakeup.wait(self._relay_poll_seconds if retry_in is None else min(retry_in, self._relay_poll_seconds))
             self._wakeup.clear()
             poll = time.monotonic() - last_poll >= self._relay_poll_seconds
             if self._outbox_changed.is_set():
                 self._outbox_changed.clear()
+                poll = True
+            if self._relay.seconds_to_retry() == 0.0:
                 poll = True
             if poll:
                 last_poll = time.monotonic()

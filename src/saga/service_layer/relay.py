@@ -58,6 +58,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._retry_base = retry_base
         self._retry_max = retry_max
+        self._retry_at: datetime | None = None
+        """When the earliest entry this relay put back is due again (None: none waits)."""
         self._give_up_after = give_up_after
         """Past this age an undelivered command is dropped: by then the saga's deadline has
         queued its re-send (same message_id) or moved on, and a stale copy arriving late
@@ -82,7 +84,17 @@ class OutboxRelay:
 
     def send_due(self) -> int:
         """Sends a batch of outbox entries whose hold or retry time has come; returns how many."""
+        now = self._clock.now()
+        if self._retry_at is not None and self._retry_at <= now:
+            self._retry_at = None  # this look takes them (or a relay elsewhere took them)
         return self._send(lambda outbox, now: outbox.claim_due(now, self._batch_size))
+
+    def seconds_to_retry(self) -> float | None:
+        """Seconds until the earliest command this relay put back is due again (0 when it is
+        due now), so that its loop looks at the outbox then; None when it put back none."""
+        if self._retry_at is None:
+            return None
+        return max((self._retry_at - self._clock.now()).total_seconds(), 0.0)
 
     def _send(self, claim: Callable[[Outbox, datetime], list[OutboxEntry]]) -> int:
         # The send happens inside the transaction that holds the claimed rows, so a saga
@@ -119,6 +131,9 @@ class OutboxRelay:
                         )
             uow.outbox.retry(retry)
             uow.commit()
+        if retry:
+            earliest = min(later.at for later in retry)
+            self._retry_at = earliest if self._retry_at is None else min(self._retry_at, earliest)
         self._metrics.delivered([m for m, result in results.items() if not isinstance(result, Undelivered)], now)
         self._finish(commands, [results[command.message_id] for command in commands], now)
         return len(entries)
