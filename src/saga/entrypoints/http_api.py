@@ -42,8 +42,7 @@ from saga.ports.messaging import CommandPublisher
 from saga.ports.persistence import CommitOutcomeUnknown, PersistenceError
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, IdempotencyKeyReused, SagaOrchestrator
-from saga.service_layer.receiver import EventReceiver
-from saga.service_layer.tracing import incoming_traceparent
+from saga.service_layer.receiver import GroupedReceiver
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ class SagaApi:
     def __init__(
         self,
         orchestrator: SagaOrchestrator,
-        intake: EventReceiver,
+        intake: GroupedReceiver,
         publisher: CommandPublisher,
         metrics: Metrics,
         schema_problem: Callable[[], str | None],
@@ -265,8 +264,9 @@ class SagaApi:
         if self._events_token is not None and not _bearer_matches(request, self._events_token):
             raise ApiError(401, "a valid bearer token is required")
         raw = await self._body(request)
-        with incoming_traceparent(request.headers.get("traceparent")):
-            result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events")
+        # Requests that arrive together are applied as one batch, in one transaction.
+        traceparent = request.headers.get("traceparent")
+        result = await run_in_threadpool(self._intake.receive, raw, "POST /api/events", traceparent)
         if result.outcome is EventOutcome.UNKNOWN_SAGA:
             raise ApiError(404, result.problem or "unknown saga")
         if result.problem is not None or result.outcome is None:
@@ -394,7 +394,7 @@ def create_app(container: Container, operations_only: bool = False) -> Starlette
     consumes_events = not container.relay_only()
     api = SagaApi(
         orchestrator=container.orchestrator(),
-        intake=container.intake(),
+        intake=GroupedReceiver(container.intake()),
         publisher=container.publisher(),
         metrics=container.metrics(),
         schema_problem=container.schema().problem,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from saga.domain.messages import BadMessage, Event
+from saga.ports.persistence import PersistenceError
+from saga.service_layer.group_commit import DEFAULT_MAX_BATCH, GroupCommit
 from saga.service_layer.log_context import log_context
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
@@ -96,3 +98,44 @@ class EventReceiver:
                 log.warning("event %s%s names no saga: %s", event.type, where, event.saga_id)
             return Receipt(outcome, f"no saga {event.saga_id}")
         return Receipt(outcome)
+
+
+class _BrokenBatch(Exception):
+    """Applying a batch failed on something other than the database: one of its messages,
+    which one is not known."""
+
+
+class GroupedReceiver:
+    """Messages that arrive one per request (`POST /api/events`) and at the same time are
+    applied together, as one batch of `EventReceiver.receive_many` (group commit,
+    `saga.service_layer.group_commit`); each request gets its own message's receipt.
+
+    A database failure (PersistenceError) goes to every request of its batch: nothing of
+    it was applied. Any other failure applies the batch's messages again one per batch,
+    so it reaches only the request whose message caused it.
+    """
+
+    def __init__(self, receiver: EventReceiver, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        self._receiver = receiver
+        self._group: GroupCommit[Incoming, Receipt] = GroupCommit(
+            self._receive_many, split_on=(_BrokenBatch,), max_batch=max_batch
+        )
+
+    def receive(self, raw: bytes | str, source: str = "", traceparent: str | None = None) -> Receipt:
+        """`EventReceiver.receive`, with whatever other messages arrive meanwhile. Raises
+        PersistenceError (nothing of its batch was applied), or what applying its message raised."""
+        try:
+            return self._group.submit(Incoming(raw, source, traceparent))
+        except _BrokenBatch as broken:
+            cause = broken.__cause__
+            if cause is None:
+                raise
+            raise cause from cause.__cause__  # what applying the message raised, as it raised it
+
+    def _receive_many(self, messages: Sequence[Incoming]) -> list[Receipt]:
+        try:
+            return self._receiver.receive_many(messages)
+        except PersistenceError:
+            raise
+        except Exception as error:
+            raise _BrokenBatch(str(error)) from error
