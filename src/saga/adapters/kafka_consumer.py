@@ -91,6 +91,7 @@ class KafkaRecordConsumer:
                 request_timeout_ms=settings.request_timeout_ms,
                 bootstrap_timeout_ms=settings.connect_timeout_ms,
                 reconnect_backoff_max_ms=settings.retry_backoff_max_ms,
+                metrics_enabled=False,  # the client's own statistics; the saga keeps its own
                 **settings.client_options(),
             )
 

@@ -54,6 +54,9 @@ def create_producer(settings: KafkaSettings, client_id: str) -> KafkaProducer:
         request_timeout_ms=settings.request_timeout_ms,
         delivery_timeout_ms=settings.delivery_timeout_ms,
         reconnect_backoff_max_ms=settings.retry_backoff_max_ms,
+        # The client's own statistics (kept on every request) are read by nothing here:
+        # the saga's metrics are its own.
+        metrics_enabled=False,
         **settings.client_options(),
     )
 
