@@ -64,6 +64,7 @@ SIMPLE_COUNTERS = {
     "kafka_consumer_reconnects": "Times an event consumer lost the broker and connected again.",
     "kafka_commit_failures": "Consumer offset commits that failed (the records may be delivered again).",
     "db_commits": "Database transactions committed by this process.",
+    "start_transactions": "Transactions that started sagas; orders that arrive together share one (group commit).",
     "operator_retries": "Operator retries of a saga's unconfirmed compensations or clean-ups.",
 }
 DELIVERIES_REMEMBERED = 100_000
