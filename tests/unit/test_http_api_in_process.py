@@ -6,10 +6,11 @@ process, its signals and sockets) run over uvicorn in tests/integration."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +18,7 @@ from dependency_injector import providers
 from starlette.testclient import TestClient
 
 from saga.adapters.clock import ManualClock
+from saga.adapters.envelope import encode_json
 from saga.adapters.simulated_participants import SimulatedParticipants
 from saga.domain.policy import SagaPolicy
 from saga.entrypoints.config import HttpSettings, Settings
@@ -338,3 +340,55 @@ def test_a_clean_up_given_up_is_listed_as_unconfirmed_and_an_operator_retries_it
     assert after["status"] == "COMPENSATION_FAILED"
     assert after["cleanups"][0]["id"] == "stray-order" and after["cleanups"][0]["status"] == "unconfirmed"
     assert len(api.sent(saga_id, "cancel_order")) == 4 * POLICY.compensation_attempts
+
+
+# ------------------------------------------------------------ command size
+
+
+LIMIT = 64 * 1024
+"""SAGA_MAX_BODY_BYTES by default: the largest body taken, and the largest envelope sent."""
+
+
+def order_with_note(note: str) -> dict[str, Any]:
+    details = {**cast(dict[str, Any], ORDER["order_details"]), "note": note}
+    return {**ORDER, "order_details": details}
+
+
+def test_an_order_whose_command_would_be_larger_than_an_envelope_may_be_is_a_413_and_writes_nothing(
+    healthy: Api,
+) -> None:
+    api = healthy
+    compact = json.dumps(order_with_note(""), separators=(",", ":"))
+    exactly_the_body_limit = json.dumps(order_with_note("n" * (LIMIT - len(compact))), separators=(",", ":"))
+    assert len(exactly_the_body_limit.encode()) == LIMIT
+    euros = order_with_note("€" * 11_000)  # 33 KB as UTF-8, 66 KB as the ASCII JSON of a command
+
+    refused = [
+        api.client.post("/api/orders", content=exactly_the_body_limit, headers={"Content-Type": "application/json"}),
+        api.client.post("/api/orders", json=euros),
+    ]
+
+    assert [response.status_code for response in refused] == [413, 413]
+    assert all("create_order command would be" in response.json()["error"] for response in refused)
+    assert api.client.get("/api/sagas").json() == []
+
+
+def test_an_order_whose_command_is_exactly_as_large_as_an_envelope_may_be_is_taken_and_sent(healthy: Api) -> None:
+    api = healthy
+    assert api.client.post("/api/orders", json=order_with_note("")).status_code == 202
+    padding = LIMIT - sent_sizes(api)[0]  # every saga's ids and timestamp are as long
+
+    one_byte_over = api.client.post("/api/orders", json=order_with_note("n" * (padding + 1)))
+    taken = api.client.post("/api/orders", json=order_with_note("n" * padding))
+    api.settle()
+
+    assert one_byte_over.status_code == 413 and taken.status_code == 202, taken.text
+    assert sent_sizes(api)[1:] == [LIMIT]
+    assert api.saga(taken.json()["saga_id"])["status"] == "COMPLETED"
+
+
+def sent_sizes(api: Api) -> list[int]:
+    """The sizes in bytes of the create_order envelopes sent, as the orchestrator wrote them."""
+    api.settle()
+    sent = api.container.memory_transport().sent
+    return [len(encode_json(envelope).encode()) for envelope in sent if envelope["type"] == "create_order"]

@@ -11,6 +11,7 @@ import hmac
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,10 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from saga.adapters.envelope import decode_json
+from saga.adapters.envelope import decode_json, encode_command
 from saga.domain.messages import JsonObject
 from saga.domain.money import InvalidOrder
-from saga.domain.saga import NothingToRetry, SagaStatus
+from saga.domain.policy import SagaPolicy
+from saga.domain.saga import CreateOrderSaga, NothingToRetry, SagaStatus
 from saga.entrypoints.container import Container
 from saga.entrypoints.exposition import ProcessMetrics, metrics_endpoint
 from saga.entrypoints.idempotency import (
@@ -97,15 +99,39 @@ async def read_body(request: Request, max_bytes: int, timeout: float = DEFAULT_B
     return bytes(body)
 
 
-def order_request(body: JsonObject) -> tuple[str, JsonObject]:
-    """The `POST /api/orders` body's typed fields. Raises ApiError (400) naming the field."""
+def order_request(body: JsonObject, max_command_bytes: int) -> tuple[str, JsonObject]:
+    """The `POST /api/orders` body's typed fields. Raises ApiError: 400 naming the field, 413
+    when the `create_order` envelope the order becomes would be larger than `max_command_bytes`
+    (docs/contract.md, "Message envelope": one envelope is at most `SAGA_MAX_BODY_BYTES`)."""
     customer_id = body.get("customer_id")
     if not isinstance(customer_id, str) or not customer_id.strip():
         raise ApiError(400, "customer_id must be a non-empty string")
     order_details = body.get("order_details")
     if not isinstance(order_details, dict):
         raise ApiError(400, "order_details must be a JSON object")
+    size = create_order_bytes(customer_id, order_details)
+    if size > max_command_bytes:
+        raise ApiError(
+            413,
+            f"order too large: its create_order command would be {size} bytes, "
+            f"and a command may be at most {max_command_bytes}",
+        )
     return customer_id, order_details
+
+
+def create_order_bytes(customer_id: str, order_details: JsonObject) -> int:
+    """The size in bytes of the `create_order` envelope an order becomes: the order written
+    as the orchestrator writes JSON (ASCII, so `é` takes 6 bytes), inside its envelope. The
+    saga's id, the message id and the timestamp are the same length for every saga."""
+    placeholder = str(uuid.UUID(int=0))
+    _, commands = CreateOrderSaga.start(
+        placeholder, customer_id, order_details, 0, "XXX", datetime.now(UTC), _SIZING_POLICY
+    )
+    return len(encode_command(commands[0]))
+
+
+_SIZING_POLICY = SagaPolicy()
+"""The create_order payload reads no policy; any will do to build one for its size."""
 
 
 def parse_object(body: bytes) -> JsonObject:
@@ -161,7 +187,7 @@ class SagaApi:
         except InvalidIdempotencyKey as invalid:
             raise ApiError(400, str(invalid)) from None
         body = parse_object(await self._body(request))
-        customer_id, order_details = order_request(body)
+        customer_id, order_details = order_request(body, self._max_body)
         try:
             if key is None:
                 saga_id = (await run_in_threadpool(self._orchestrator.start, customer_id, order_details)).id

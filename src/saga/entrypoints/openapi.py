@@ -33,7 +33,7 @@ _ERROR_MEANINGS = {
     405: "method not allowed; `Allow` lists the methods",
     408: "the body did not arrive in time; the connection is closed",
     409: "the saga is past the point where this applies",
-    413: "body larger than the limit",
+    413: "body larger than the limit (for an order: or the create_order command it becomes)",
     415: "Content-Type is not JSON",
     422: "the Idempotency-Key came with another body",
     503: "storage unavailable or busy; nothing was written; try again",
