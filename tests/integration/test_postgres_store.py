@@ -47,7 +47,7 @@ def test_the_migration_applies_to_an_empty_database(fresh_database_url: str) -> 
     upgrade(fresh_database_url)
     upgrade(fresh_database_url)  # again: nothing left to do
 
-    assert current_revision(fresh_database_url) == head_revision() == "0004"
+    assert current_revision(fresh_database_url) == head_revision() == "0005"
     engine = create_engine_from_url(fresh_database_url)
     try:
         with engine.connect() as connection:
@@ -58,7 +58,7 @@ def test_the_migration_applies_to_an_empty_database(fresh_database_url: str) -> 
             created_at = next(column for column in schema.get_columns("sagas") if column["name"] == "created_at")
     finally:
         engine.dispose()
-    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history"}
+    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history", "saga_resources"}
     assert outbox_indexes["ix_outbox_unsent_available_at_id"]["dialect_options"]["postgresql_where"] == (
         "(sent_at IS NULL)"
     )

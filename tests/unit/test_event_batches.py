@@ -76,7 +76,9 @@ def orchestrator_over(uow_factory: UnitOfWorkFactory) -> SagaOrchestrator:
 
 def success(saga: int, step: Step, message_id: str | None = None) -> Event:
     type_, payload = SUCCESS[step]
-    return event(type_, dict(payload), NOW, message_id or str(uuid.uuid4()), SAGAS[saga])
+    # Each saga has its own order and payment: another saga's would be ignored.
+    own = {name: f"{value}-{saga}" for name, value in payload.items() if name in ("order_id", "payment_id")}
+    return event(type_, {**payload, **own}, NOW, message_id or str(uuid.uuid4()), SAGAS[saga])
 
 
 def failure(saga: int, step: Step) -> Event:

@@ -63,7 +63,7 @@ def test_the_migration_brings_an_empty_file_to_head(sqlite_url: str, tmp_path: P
     upgrade(sqlite_url)
     upgrade(sqlite_url)  # again: nothing left to do
 
-    assert current_revision(sqlite_url) == head_revision() == "0004"
+    assert current_revision(sqlite_url) == head_revision() == "0005"
 
 
 def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> None:
@@ -72,7 +72,7 @@ def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> 
         tables = set(inspect(connection).get_table_names())
 
     assert differences == []
-    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history"}
+    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history", "saga_resources"}
 
 
 def test_sqlite_files_use_write_ahead_logging(engine: Engine) -> None:

@@ -11,14 +11,14 @@ state.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from saga.domain.messages import Command
-from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.domain.saga import CreateOrderSaga, ResourceRef, SagaStatus
 from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
@@ -94,6 +94,8 @@ class InMemoryStore:
         """Deadlines of the sagas still in flight, so a sweep need not look at finished ones."""
         self.unsent: dict[int, StoredOutboxEntry] = {}
         """Outbox entries not yet sent. Sent ones are dropped: nothing in the port reads them again."""
+        self.holders: dict[ResourceRef, str] = {}
+        """The first saga stored holding each resource: sagas never let go of one."""
         self.inbox: dict[tuple[str, str], InboxRecord] = {}
         self.idempotency_keys: dict[str, IdempotencyRecord] = {}
         self.last_outbox_id = 0
@@ -190,6 +192,13 @@ class InMemorySagaRepository(SagaRepository):
     def _store(self, store: InMemoryStore, saga: CreateOrderSaga) -> None:
         self._uow.write(store.sagas, saga.id, saga)
         self._uow.write(store.due_at, saga.id, saga.due_at)
+        for ref in saga.held_resources:
+            if ref not in store.holders:
+                self._uow.write(store.holders, ref, saga.id)
+
+    def holders(self, resources: Collection[ResourceRef]) -> dict[ResourceRef, str]:
+        known = self._uow.state().holders
+        return {ref: known[ref] for ref in resources if ref in known}
 
     def page(
         self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False

@@ -14,13 +14,16 @@ another is given up; a confirmation counts whenever it arrives.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 
 from saga.domain.messages import Command, Event, JsonObject, new_message_id
 from saga.domain.policy import SagaPolicy
 from saga.domain.steps import (
+    EVENT_RESOURCE,
     STEP,
     STEP_OF_RESOURCE,
     STEP_ORDER,
@@ -29,6 +32,7 @@ from saga.domain.steps import (
     UNDO_ORDER,
     Compensation,
     Resource,
+    ResourceRef,
     Step,
     StepSpec,
     UndoSpec,
@@ -43,12 +47,14 @@ __all__ = [
     "HistoryEntry",
     "HistoryKind",
     "NothingToRetry",
+    "ResourceRef",
     "SagaStatus",
     "Step",
     "Undo",
     "UndoStatus",
     "compensation_plan",
     "failure_reason",
+    "named_resource",
 ]
 
 STEPS = STEP_ORDER
@@ -240,9 +246,37 @@ class CreateOrderSaga:
 
     # ---------------------------------------------------------------- events
 
-    def handle(self, event: Event, now: datetime, policy: SagaPolicy) -> list[Command]:
+    @property
+    def held_resources(self) -> frozenset[ResourceRef]:
+        """Every resource the saga holds: its order and payment, and each one its
+        compensations and clean-ups name (docs/contract.md, "No orphan resources")."""
+        return frozenset(
+            ResourceRef(resource, resource_id) for resource in UNDO for resource_id in self._held(resource)
+        )
+
+    def holds(self, ref: ResourceRef) -> bool:
+        return ref.id in self._held(ref.resource)
+
+    def handle(
+        self,
+        event: Event,
+        now: datetime,
+        policy: SagaPolicy,
+        held_elsewhere: Mapping[ResourceRef, str] = MappingProxyType({}),
+    ) -> list[Command]:
         """Applies a participant's event; one that does not fit the current state changes nothing
-        but the history and the count of ignored events."""
+        but the history and the count of ignored events.
+
+        `held_elsewhere` gives, for resources other sagas hold, the id of one saga holding
+        each (at least the resource this event names, when another saga holds it). An event
+        naming a resource another saga holds and this one does not is not about this saga:
+        it is ignored, and nothing is adopted or undone (docs/contract.md, "No orphan resources")."""
+        named = named_resource(event)
+        if named is not None:
+            holder = held_elsewhere.get(named)
+            if holder is not None and holder != self.id and not self.holds(named):
+                why = f"{named.resource.id_field} {named.id} is held by saga {holder}, not by this one"
+                return self._ignore(event, now, _detail(why))
         if self.status is SagaStatus.STARTED and self.awaiting is not None:
             spec = STEP[self.current_step]
             if event.type == spec.action.success:
@@ -585,6 +619,15 @@ def _detail(text: str) -> str:
 def _named(undo: Undo) -> str:
     resource = undo.spec.undoes
     return f"{resource.value} {undo.resource_id if undo.resource_id is not None else '(id never reported)'}"
+
+
+def named_resource(event: Event) -> ResourceRef | None:
+    """The resource an event names by id (`EVENT_RESOURCE`), if it names one."""
+    resource = EVENT_RESOURCE.get(event.type)
+    if resource is None:
+        return None
+    resource_id = _resource_id(event, resource)
+    return ResourceRef(resource, resource_id) if resource_id is not None else None
 
 
 def _resource_id(event: Event, resource: Resource) -> str | None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from saga.domain.policy import SagaPolicy
 
@@ -56,6 +56,14 @@ class Resource(StrEnum):
     def id_field(self) -> str:
         """The payload field naming one resource of this kind (`order_id`, `payment_id`)."""
         return f"{self.value}_id"
+
+
+class ResourceRef(NamedTuple):
+    """One resource at a participant, by its kind and id: an order and a payment with the
+    same id text are two resources."""
+
+    resource: Resource
+    id: str
 
 
 class SagaFacts(Protocol):
@@ -234,10 +242,13 @@ OBJECT_EVENT_FIELDS: Mapping[str, tuple[str, ...]] = {
     spec.action.success: (spec.records,) for spec in STEPS if spec.records is not None and spec.yields is None
 }
 """Of those, the ones that are JSON objects; the others are resource ids."""
-ID_EVENT_FIELDS: Mapping[str, str] = {
-    **{spec.action.success: spec.yields.id_field for spec in STEPS if spec.yields is not None},
-    **{event: spec.undoes.id_field for spec in UNDO.values() for event in spec.action.replies},
+EVENT_RESOURCE: Mapping[str, Resource] = {
+    **{spec.action.success: spec.yields for spec in STEPS if spec.yields is not None},
+    **{event: spec.undoes for spec in UNDO.values() for event in spec.action.replies},
 }
+"""The kind of resource an event may name by id: a step's success reply that yields one,
+and every reply to the compensation that undoes one."""
+ID_EVENT_FIELDS: Mapping[str, str] = {event: resource.id_field for event, resource in EVENT_RESOURCE.items()}
 """The resource id an event may name: ids are strings, an integer is kept as its decimal
 text, anything else is a bad message (docs/contract.md, "Event payloads")."""
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
 from saga.domain.messages import Command
-from saga.domain.saga import CreateOrderSaga, SagaStatus, Undo
+from saga.domain.saga import CreateOrderSaga, ResourceRef, SagaStatus, Undo
 
 
 class PersistenceError(Exception):
@@ -117,6 +117,14 @@ class SagaRepository(ABC):
         Raises ConcurrencyConflict if any one's stored version is not the one read."""
         for saga in sagas:
             self.save(saga)
+
+    @abstractmethod
+    def holders(self, resources: Collection[ResourceRef]) -> dict[ResourceRef, str]:
+        """Which saga holds each of `resources`, as committed (and as this unit of work wrote):
+        the id of one saga holding it, by resource; resources no saga holds are left out.
+        A saga holds its `order_id` and `payment_id` and every resource its compensations
+        and clean-ups name (`CreateOrderSaga.held_resources`; docs/contract.md, "No orphan
+        resources"). When two sagas hold one resource, either may be named."""
 
     @abstractmethod
     def page(

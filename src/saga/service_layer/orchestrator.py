@@ -34,6 +34,7 @@ from saga.ports.persistence import (
     UnitOfWorkFactory,
 )
 from saga.service_layer.group_commit import GroupCommit, ItemFailed
+from saga.service_layer.holdings import BatchHoldings
 from saga.service_layer.log_context import bind, log_context
 from saga.service_layer.metrics import Metrics, SagaBefore
 from saga.service_layer.relay_queue import RelayQueue
@@ -349,6 +350,7 @@ class SagaOrchestrator:
                 [(event.saga_id, event.message_id) for event in events if event.saga_id in sagas and event.message_id],
                 now,
             )
+            holdings = BatchHoldings(uow.sagas, [event for event in events if event.saga_id in sagas])
             for index, event in enumerate(events):
                 saga = sagas.get(event.saga_id)
                 if saga is None:
@@ -368,7 +370,8 @@ class SagaOrchestrator:
                             continue
                         fresh.discard(key)  # a second copy in this batch is a duplicate
                     ignored_before, status_before, before = saga.ignored_events, saga.status, SagaBefore.of(saga)
-                    decided = saga.handle(event, now, self._policy)
+                    decided = saga.handle(event, now, self._policy, holdings.elsewhere(saga, event))
+                    holdings.applied(saga, event)
                     if status_before is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED:
                         # Undoing begins: what this batch decided before must not go out either.
                         commands[saga.id] = []

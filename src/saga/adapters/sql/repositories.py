@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, String, bindparam, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeout
@@ -20,14 +34,16 @@ from saga.adapters.sql.saga_rows import (
     RESOURCE_COLUMNS,
     history_rows,
     progress_row,
+    resources_beside_columns,
     resources_from_row,
     saga_from_row,
     saga_row,
     saga_select,
 )
-from saga.adapters.sql.schema import UtcDateTime, inbox, outbox, saga_history, sagas
+from saga.adapters.sql.schema import UtcDateTime, inbox, outbox, saga_history, saga_resources, sagas
 from saga.domain.messages import Command
-from saga.domain.saga import CreateOrderSaga, SagaStatus
+from saga.domain.saga import CreateOrderSaga, ResourceRef, SagaStatus
+from saga.domain.steps import Resource
 from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
@@ -57,6 +73,36 @@ INSERT_HISTORY = saga_history.insert()
 COUNT_HISTORY = select(func.count()).where(saga_history.c.saga_id == bindparam("saga_id"))
 DELETE_HISTORY = saga_history.delete().where(saga_history.c.saga_id == bindparam("saga_id"))
 INSERT_OUTBOX = outbox.insert()
+# Which saga holds a resource: its own order and payment are columns, the resources only its
+# compensations name are rows of `saga_resources` (each read through its own index).
+SELECT_HOLDERS = union_all(
+    *(
+        select(
+            literal_column(f"'{resource.value}'", String).label("kind"),
+            sagas.c[resource.id_field].label("resource_id"),
+            sagas.c.id.label("saga_id"),
+        ).where(sagas.c[resource.id_field].in_(bindparam(f"{resource.value}_ids", expanding=True)))
+        for resource in Resource
+    ),
+    select(saga_resources.c.kind, saga_resources.c.resource_id, saga_resources.c.saga_id).where(
+        saga_resources.c.resource_id.in_(bindparam("any_ids", expanding=True))
+    ),
+)
+# Once per (saga, resource), also when a unit of work that did not read the saga saves it.
+INSERT_RESOURCE = saga_resources.insert().from_select(
+    ["kind", "resource_id", "saga_id"],
+    select(
+        bindparam("kind", type_=String), bindparam("resource_id", type_=String), bindparam("saga_id", type_=String)
+    ).where(
+        ~exists().where(
+            and_(
+                saga_resources.c.resource_id == bindparam("resource_id", type_=String),
+                saga_resources.c.kind == bindparam("kind", type_=String),
+                saga_resources.c.saga_id == bindparam("saga_id", type_=String),
+            )
+        )
+    ),
+)
 CLAIMED_COLUMNS = (
     outbox.c.id,
     outbox.c.available_at,
@@ -143,6 +189,9 @@ def _outbox_entry(row: Row[*tuple[Any, ...]]) -> OutboxEntry:
     return OutboxEntry(row.id, command, row.attempts)
 
 
+_HOLDING_COLUMNS = ("order_id", "payment_id", "compensations")
+"""The columns `resources_beside_columns` reads."""
+
 ConnectionSource = Callable[[], Connection]
 """The unit of work's open connection; raises when used outside its block."""
 
@@ -186,6 +235,7 @@ class SqlAlchemySagaRepository(SagaRepository):
             connection.execute(INSERT_SAGA, rows if len(rows) > 1 else rows[0])
             if history:
                 connection.execute(INSERT_HISTORY, history if len(history) > 1 else history[0])
+            self._hold(connection, [(row["id"], resources_beside_columns(row)) for row in rows])
         except IntegrityError as error:
             if is_duplicate_key(error):
                 ids = ", ".join(saga.id for saga in sagas)
@@ -223,29 +273,39 @@ class SqlAlchemySagaRepository(SagaRepository):
         added: list[dict[str, Any]] = []
         with translated_errors():
             connection = self._connection()
+            held: list[tuple[str, Collection[ResourceRef]]] = []
             for saga in sagas:
-                values, rows = self._changes(connection, saga)
+                values, rows, newly_held = self._changes(connection, saga)
                 updates.setdefault(tuple(values), []).append(values)
                 added += rows
+                held.append((saga.id, newly_held))
             for group in updates.values():
                 if connection.execute(UPDATE_SAGA, group if len(group) > 1 else group[0]).rowcount != len(group):
                     stale = ", ".join(f"{values['match_id']} at version {values['match_version']}" for values in group)
                     raise ConcurrencyConflict(f"a saga is no longer at the version read: {stale}")
             if added:
                 connection.execute(INSERT_HISTORY, added if len(added) > 1 else added[0])
+            self._hold(connection, held)
         for saga in sagas:
             saga.version += 1
             self._remember(saga, self._saved_progress.pop(saga.id))
 
-    def _changes(self, connection: Connection, saga: CreateOrderSaga) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The UPDATE's parameters for the saga's changed columns (its version checked), and
-        its new history rows."""
+    def _changes(
+        self, connection: Connection, saga: CreateOrderSaga
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], set[ResourceRef]]:
+        """The UPDATE's parameters for the saga's changed columns (its version checked), its
+        new history rows, and the resources beside its columns it came to hold."""
         progress = progress_row(saga)
         known = self._stored.get(saga.id)
         if known is not None and known.version != saga.version:
             known = None
         changed = progress if known is None else {k: v for k, v in progress.items() if known.progress.get(k) != v}
         self._saved_progress[saga.id] = progress
+        held: set[ResourceRef] = set()
+        if known is None or any(name in changed for name in _HOLDING_COLUMNS):
+            held = resources_beside_columns(progress)
+            if known is not None:
+                held -= resources_beside_columns(known.progress)
         if known is not None:
             stored_length = known.history_length
         else:
@@ -255,7 +315,35 @@ class SqlAlchemySagaRepository(SagaRepository):
             connection.execute(DELETE_HISTORY, {"saga_id": saga.id})
             stored_length = 0
         values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
-        return values, history_rows(saga.id, saga.history[stored_length:], stored_length)
+        return values, history_rows(saga.id, saga.history[stored_length:], stored_length), held
+
+    @staticmethod
+    def _hold(connection: Connection, held: Sequence[tuple[str, Collection[ResourceRef]]]) -> None:
+        """Records that each saga (by id) holds its resources beside its own order and payment."""
+        rows = [
+            {"kind": ref.resource.value, "resource_id": ref.id, "saga_id": saga_id}
+            for saga_id, resources in held
+            for ref in resources
+        ]
+        if rows:
+            connection.execute(INSERT_RESOURCE, rows)
+
+    def holders(self, resources: Collection[ResourceRef]) -> dict[ResourceRef, str]:
+        wanted = set(resources)
+        if not wanted:
+            return {}
+        values: dict[str, list[str]] = {f"{resource.value}_ids": [] for resource in Resource}
+        for ref in wanted:
+            values[f"{ref.resource.value}_ids"].append(ref.id)
+        values["any_ids"] = sorted({ref.id for ref in wanted})
+        with translated_errors():
+            rows = self._connection().execute(SELECT_HOLDERS, values).all()
+        found: dict[ResourceRef, str] = {}
+        for kind, resource_id, saga_id in rows:
+            ref = ResourceRef(Resource(kind), resource_id)
+            if ref in wanted:
+                found.setdefault(ref, saga_id)
+        return found
 
     def page(
         self, status: SagaStatus | None, limit: int, after: PageCursor | None, unconfirmed_cleanup: bool = False

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Row
 
 from saga.adapters.sql.schema import saga_history, sagas
 from saga.domain.saga import CreateOrderSaga, HistoryEntry, SagaStatus, Undo, UndoStatus
-from saga.domain.steps import STEPS, UNDO
+from saga.domain.steps import STEPS, UNDO, UNDO_BY_COMPENSATION, Compensation, ResourceRef
 from saga.ports.persistence import SagaResources
 
 WRITTEN_ONCE = frozenset({"id", "customer_id", "order_details", "amount_cents", "currency", "created_at"})
@@ -95,6 +95,21 @@ def progress_row(saga: CreateOrderSaga) -> dict[str, Any]:
     """The saga's values of PROGRESS_COLUMNS."""
     row = saga_row(saga)
     return {name: row[name] for name in PROGRESS_COLUMNS}
+
+
+def resources_beside_columns(values: Mapping[str, Any]) -> set[ResourceRef]:
+    """The resources a saga's row holds other than its `order_id` and `payment_id`: those
+    only its compensations and clean-ups name, as rows of `saga_resources` keep them.
+    `values` holds at least the row's `order_id`, `payment_id` and `compensations`."""
+    found: set[ResourceRef] = set()
+    for undo in values["compensations"] or ():
+        if not isinstance(undo, dict) or undo.get("resource_id") is None:
+            continue  # the first schema named compensations only, never a resource of their own
+        resource = UNDO_BY_COMPENSATION[Compensation(undo["compensation"])].undoes
+        resource_id = str(undo["resource_id"])
+        if resource_id != values[resource.id_field]:
+            found.add(ResourceRef(resource, resource_id))
+    return found
 
 
 def saga_from_row(row: Row[Any]) -> CreateOrderSaga:

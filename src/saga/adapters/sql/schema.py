@@ -97,6 +97,24 @@ sagas = Table(
         postgresql_where=text("cleanup_unconfirmed"),
         sqlite_where=text("cleanup_unconfirmed"),
     ),
+    # Which saga holds a resource an event names (docs/contract.md, "No orphan resources").
+    # A participant's id has no length bound, and a PostgreSQL B-tree refuses entries past
+    # about 2.7 kB: there a hash index, which stores a hash of any length and answers `=`.
+    Index("ix_sagas_order_id", "order_id", postgresql_using="hash"),
+    Index("ix_sagas_payment_id", "payment_id", postgresql_using="hash"),
+)
+
+# The resources a saga holds other than its own order and payment: those that only its
+# compensations and clean-ups name (a late reply's, a second reply's). With the `order_id`
+# and `payment_id` columns, they tell which saga holds a resource. Rows are added, never
+# changed: a saga never lets go of a resource it holds.
+saga_resources = Table(
+    "saga_resources",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("saga_id", String(64), nullable=False),
+    Index("ix_saga_resources_resource_id", "resource_id", postgresql_using="hash"),
 )
 
 outbox = Table(
