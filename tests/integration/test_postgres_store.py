@@ -14,6 +14,7 @@ from tests.unit.persistence_contract import (
     RENDEZVOUS_TIMEOUT,
     OverlappingTransactionsContract,
     PersistenceContract,
+    check_resources_held_before_the_upgrade_to_holders_are_found,
     check_sagas_survive_the_upgrade_to_history_rows,
     make_saga,
     run_in_threads,
@@ -58,7 +59,15 @@ def test_the_migration_applies_to_an_empty_database(fresh_database_url: str) -> 
             created_at = next(column for column in schema.get_columns("sagas") if column["name"] == "created_at")
     finally:
         engine.dispose()
-    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history", "saga_resources"}
+    assert tables == {
+        "alembic_version",
+        "sagas",
+        "outbox",
+        "inbox",
+        "idempotency_keys",
+        "saga_history",
+        "saga_resources",
+    }
     assert outbox_indexes["ix_outbox_unsent_available_at_id"]["dialect_options"]["postgresql_where"] == (
         "(sent_at IS NULL)"
     )
@@ -168,3 +177,7 @@ def test_database_urls_are_read_with_our_driver(given: str, driver: str) -> None
 
 def test_a_database_with_history_in_a_column_upgrades_and_its_sagas_read_back_the_same(fresh_database_url: str) -> None:
     check_sagas_survive_the_upgrade_to_history_rows(fresh_database_url)
+
+
+def test_a_database_at_0004_upgrades_and_finds_who_holds_what_its_sagas_held(fresh_database_url: str) -> None:
+    check_resources_held_before_the_upgrade_to_holders_are_found(fresh_database_url)

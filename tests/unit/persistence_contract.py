@@ -24,11 +24,13 @@ from saga.domain.saga import (
     CreateOrderSaga,
     HistoryEntry,
     HistoryKind,
+    ResourceRef,
     SagaStatus,
     Step,
     Undo,
     UndoStatus,
 )
+from saga.domain.steps import Resource
 from saga.ports.persistence import (
     ConcurrencyConflict,
     DuplicateSaga,
@@ -105,6 +107,21 @@ def make_saga(
             HistoryEntry(created_at + timedelta(seconds=4), HistoryKind.STATUS, "COMPENSATING", None, "declined"),
         ],
     )
+
+
+def holding(order_id: str | None, payment_id: str | None, status: SagaStatus = SagaStatus.FAILED) -> CreateOrderSaga:
+    """A saga holding this order and payment, and no other resource."""
+    saga = make_saga(status=status, due_at=None)
+    saga.order_id, saga.payment_id, saga.compensations = order_id, payment_id, []
+    return saga
+
+
+def order_ref(order_id: str) -> ResourceRef:
+    return ResourceRef(Resource.ORDER, order_id)
+
+
+def payment_ref(payment_id: str) -> ResourceRef:
+    return ResourceRef(Resource.PAYMENT, payment_id)
 
 
 def make_command(saga_id: str, at: datetime = T0, command_type: str = "create_order") -> Command:
@@ -996,6 +1013,109 @@ class PersistenceContract:
         assert failed.sagas == []
         assert {saga.id for saga in everything.sagas} == {left.id, settled.id}
 
+    # ------------------------------------------------ which saga holds a resource
+
+    def test_holders_names_the_saga_holding_each_order_and_payment(self, uow_factory: UnitOfWorkFactory) -> None:
+        first, second, bare = holding("o-first", "p-first"), holding("o-second", "p-second"), holding(None, None)
+        self.store(uow_factory, first, second, bare)
+
+        with uow_factory() as uow:
+            found = uow.sagas.holders(
+                [
+                    order_ref("o-first"),
+                    payment_ref("p-first"),
+                    payment_ref("p-second"),
+                    order_ref("o-none"),
+                    payment_ref("o-second"),
+                ]
+            )
+            nothing = uow.sagas.holders([])
+
+        # An order id asked as a payment is another resource: no saga holds that one.
+        assert found == {
+            order_ref("o-first"): first.id,
+            payment_ref("p-first"): first.id,
+            payment_ref("p-second"): second.id,
+        }
+        assert nothing == {}
+
+    def test_holders_names_a_saga_holding_a_resource_only_in_its_compensations(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        late = holding(None, None)  # its step failed by deadline; the order's id came later
+        late.compensations = [Undo(Compensation.CANCEL_ORDER, "o-late", UndoStatus.CONFIRMED)]
+        twice = holding("o-own", "p-own", status=SagaStatus.COMPLETED)
+        twice.compensations = [
+            Undo(Compensation.REVERT_PAYMENT, "p-second", UndoStatus.UNCONFIRMED, cleanup=True),
+            Undo(Compensation.CANCEL_ORDER, "o-second", UndoStatus.CONFIRMED, cleanup=True),
+        ]
+        self.store(uow_factory, late, twice)
+
+        with uow_factory() as uow:
+            found = uow.sagas.holders(
+                [order_ref("o-late"), payment_ref("p-second"), order_ref("o-second"), order_ref("p-second")]
+            )
+
+        assert found == {
+            order_ref("o-late"): late.id,
+            payment_ref("p-second"): twice.id,
+            order_ref("o-second"): twice.id,
+        }
+
+    def test_a_resource_a_saga_comes_to_hold_is_named_once_saved(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = holding(None, None, status=SagaStatus.STARTED)
+        self.store(uow_factory, saga)
+        long_id = "o-" + "x" * 5000  # a participant's id has no length bound
+
+        with uow_factory() as uow:
+            loaded = uow.sagas.get(saga.id)
+            assert loaded is not None
+            loaded.order_id = long_id
+            loaded.compensations = [Undo(Compensation.REVERT_PAYMENT, "p-stray", cleanup=True)]
+            uow.sagas.save(loaded)
+            # The unit of work that wrote it sees it before its commit.
+            assert uow.sagas.holders([order_ref(long_id), payment_ref("p-stray")]) == {
+                order_ref(long_id): saga.id,
+                payment_ref("p-stray"): saga.id,
+            }
+            uow.commit()
+        with uow_factory() as uow:
+            loaded = uow.sagas.get(saga.id)
+            assert loaded is not None
+            loaded.compensations.append(Undo(Compensation.CANCEL_ORDER, "o-stray", cleanup=True))
+            uow.sagas.save(loaded)  # saved again: what it held before is not named twice
+            uow.commit()
+
+        with uow_factory() as uow:
+            found = uow.sagas.holders([order_ref(long_id), payment_ref("p-stray"), order_ref("o-stray")])
+        assert found == {order_ref(long_id): saga.id, payment_ref("p-stray"): saga.id, order_ref("o-stray"): saga.id}
+
+    def test_a_resource_held_in_a_rolled_back_unit_of_work_is_not_held(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = holding(None, None, status=SagaStatus.STARTED)
+        self.store(uow_factory, saga)
+
+        with uow_factory() as uow:
+            loaded = uow.sagas.get(saga.id)
+            assert loaded is not None
+            loaded.payment_id = "p-gone"
+            loaded.compensations = [Undo(Compensation.CANCEL_ORDER, "o-gone")]
+            uow.sagas.save(loaded)
+            uow.rollback()
+            uow.sagas.add(holding("o-gone-too", None))
+        with uow_factory() as uow:
+            assert uow.sagas.holders([payment_ref("p-gone"), order_ref("o-gone"), order_ref("o-gone-too")]) == {}
+
+    def test_of_two_sagas_holding_one_resource_either_is_named(self, uow_factory: UnitOfWorkFactory) -> None:
+        # Written before resources held elsewhere were refused: both stay readable.
+        first, second = holding("o-shared", None), holding(None, None)
+        second.compensations = [Undo(Compensation.CANCEL_ORDER, "o-shared", UndoStatus.CONFIRMED, cleanup=True)]
+        self.store(uow_factory, first, second)
+
+        with uow_factory() as uow:
+            found = uow.sagas.holders([order_ref("o-shared")])
+
+        assert found in ({order_ref("o-shared"): first.id}, {order_ref("o-shared"): second.id})
+
     def test_a_duplicate_does_not_spoil_the_rest_of_the_transaction(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()
         command = make_command(saga.id)
@@ -1248,5 +1368,52 @@ def check_sagas_survive_the_upgrade_to_history_rows(database_url: str) -> None:
             uow.commit()
         with SqlAlchemyUnitOfWork(engine) as uow:
             assert uow.sagas.get(long_history.id) == grown
+    finally:
+        engine.dispose()
+
+
+def check_resources_held_before_the_upgrade_to_holders_are_found(database_url: str) -> None:
+    """A database at revision 0004 upgrades to head, and the resources its sagas held
+    before (their own, and those only their compensations name) have their holders."""
+    from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
+    from saga.adapters.sql.migrations import upgrade
+    from saga.adapters.sql.saga_rows import saga_row
+    from saga.adapters.sql.schema import sagas
+
+    upgrade(database_url, "0004")
+    late = holding(None, None)
+    late.compensations = [Undo(Compensation.CANCEL_ORDER, "o-late", UndoStatus.CONFIRMED)]
+    twice = holding("o-own", "p-own", status=SagaStatus.COMPLETED)
+    twice.compensations = [
+        Undo(Compensation.REVERT_PAYMENT, "p-own", UndoStatus.CONFIRMED),
+        Undo(Compensation.CANCEL_ORDER, "o-second", UndoStatus.UNCONFIRMED, cleanup=True),
+    ]
+    many = [holding(f"o-{n}", None) for n in range(1100)]  # more than one batch of the migration
+    for n, saga in enumerate(many):
+        saga.compensations = [Undo(Compensation.REVERT_PAYMENT, f"p-{n}", cleanup=True)]
+    engine = create_engine_from_url(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sagas.insert(), [saga_row(saga) for saga in [late, twice, *many]])
+
+        upgrade(database_url)
+
+        wanted = [
+            order_ref("o-late"),
+            order_ref("o-own"),
+            payment_ref("p-own"),
+            order_ref("o-second"),
+            order_ref("p-own"),
+        ]
+        with SqlAlchemyUnitOfWork(engine) as uow:
+            found = uow.sagas.holders(wanted)
+            found_many = uow.sagas.holders([payment_ref(f"p-{n}") for n in range(1100)])
+        assert found == {
+            order_ref("o-late"): late.id,
+            order_ref("o-own"): twice.id,
+            payment_ref("p-own"): twice.id,
+            order_ref("o-second"): twice.id,
+        }
+        assert found_many == {payment_ref(f"p-{n}"): saga.id for n, saga in enumerate(many)}
     finally:
         engine.dispose()

@@ -8,6 +8,7 @@ step whose success yields a resource; these tests run it for each such step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from tests.unit.domain_helpers import (
     failure_event,
     saga_at,
     start,
+    state,
     success_event,
 )
 
@@ -38,7 +40,7 @@ from saga.domain.saga import (
     UndoStatus,
     failure_reason,
 )
-from saga.domain.steps import STEP_OF_RESOURCE, UNDO, Resource
+from saga.domain.steps import STEP_OF_RESOURCE, UNDO, Resource, ResourceRef
 
 HELD = {Resource.ORDER: ORDER_ID, Resource.PAYMENT: PAYMENT_ID}
 RESOURCES = list(STEP_OF_RESOURCE)
@@ -244,6 +246,130 @@ def test_a_reply_naming_the_held_or_no_resource_after_the_end_changes_nothing(ho
 
     assert commands == [] and saga.cleanups == []
     assert saga.history[-1].kind is HistoryKind.IGNORED
+
+
+# ------------------------------------------------------------- a resource another saga holds
+
+VICTIM = "6b0e0b7a-0000-4000-8000-00000000000v"
+"""The saga that holds the resource the events below name."""
+
+
+def held_by_victim(resource: Resource, resource_id: str = "victims") -> dict[ResourceRef, str]:
+    return {ResourceRef(resource, resource_id): VICTIM}
+
+
+def forward_at_the_step(resource: Resource) -> CreateOrderSaga:
+    return saga_at(STEP_OF_RESOURCE[resource].step)[0]
+
+
+def forward_past_the_step(resource: Resource) -> CreateOrderSaga:
+    return saga_at(Step.START_TIMER)[0]
+
+
+def compensating_after_the_step_failed_by_deadline(resource: Resource) -> CreateOrderSaga:
+    saga = forward_at_the_step(resource)
+    exhaust_step_deadlines(saga)  # its compensation runs with the id unknown
+    assert saga.status is SagaStatus.COMPENSATING
+    return saga
+
+
+def compensating_while_another_compensation_runs(resource: Resource) -> CreateOrderSaga:
+    saga, _ = saga_at(Step.UPDATE_ORDER_STATUS)
+    saga.handle(failure_event(Step.UPDATE_ORDER_STATUS, when=at(1)), at(1), POLICY)
+    assert saga.status is SagaStatus.COMPENSATING
+    return saga
+
+
+def terminal(make: Callable[[], CreateOrderSaga]) -> Callable[[Resource], CreateOrderSaga]:
+    return lambda resource: make()
+
+
+STATES: dict[str, Callable[[Resource], CreateOrderSaga]] = {
+    "forward, awaiting the step": forward_at_the_step,
+    "forward, past the step": forward_past_the_step,
+    "compensating, the step failed by deadline": compensating_after_the_step_failed_by_deadline,
+    "compensating, another compensation running": compensating_while_another_compensation_runs,
+    **{how: terminal(make) for how, make in TERMINAL.items()},
+}
+
+
+@pytest.mark.parametrize("how", list(STATES))
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_a_success_reply_naming_a_resource_another_saga_holds_is_ignored(how: str, resource: Resource) -> None:
+    saga = STATES[how](resource)
+    before, ignored_before, history_before = state(saga), saga.ignored_events, len(saga.history)
+    reply = event(STEP_OF_RESOURCE[resource].action.success, {resource.id_field: "victims"}, at(70))
+
+    commands = saga.handle(reply, at(70), POLICY, held_by_victim(resource))
+
+    assert commands == []
+    assert state(saga) == before  # nothing adopted, nothing to undo, nothing sent
+    assert ResourceRef(resource, "victims") not in saga.held_resources
+    assert saga.ignored_events == ignored_before + 1
+    assert len(saga.history) == history_before + 1
+    entry = saga.history[-1]
+    assert (entry.kind, entry.type) == (HistoryKind.IGNORED, reply.type)
+    assert entry.detail == f"{resource.id_field} victims is held by saga {VICTIM}, not by this one"
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_the_step_goes_on_with_its_own_resource_after_one_held_elsewhere_was_ignored(resource: Resource) -> None:
+    saga = forward_at_the_step(resource)
+    success = STEP_OF_RESOURCE[resource].action.success
+    saga.handle(event(success, {resource.id_field: "victims"}, at(1)), at(1), POLICY, held_by_victim(resource))
+
+    following = saga.handle(event(success, {resource.id_field: "mine"}, at(2)), at(2), POLICY, held_by_victim(resource))
+
+    assert getattr(saga, resource.id_field) == "mine"
+    assert len(following) == 1 and saga.status is SagaStatus.STARTED
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
+@pytest.mark.parametrize("outcome", ["success", "failures"])
+def test_a_compensation_reply_naming_a_resource_another_saga_holds_is_ignored(resource: Resource, outcome: str) -> None:
+    saga = compensating_after_the_step_failed_by_deadline(resource)
+    action = UNDO[resource].action
+    type_ = action.success if outcome == "success" else action.failures[0]
+    before, ignored_before = state(saga), saga.ignored_events
+
+    commands = saga.handle(
+        event(type_, {resource.id_field: "victims"}, at(70)), at(70), POLICY, held_by_victim(resource)
+    )
+
+    # The compensation waiting with the id unknown neither takes the other saga's id nor counts as done.
+    assert commands == [] and state(saga) == before
+    assert undos(saga)[0] == (action.command, None, "running", False)
+    assert saga.ignored_events == ignored_before + 1
+
+
+def test_a_reply_naming_a_resource_this_saga_holds_counts_when_another_holds_it_too() -> None:
+    saga = compensating_while_another_compensation_runs(Resource.PAYMENT)
+    revert = saga.awaiting
+    assert revert is not None and revert.payload["payment_id"] == PAYMENT_ID
+
+    # Two sagas holding one resource predate this rule; the one that holds it still settles it.
+    commands = saga.handle(
+        event("payment.released", {"payment_id": PAYMENT_ID}, at(2)),
+        at(2),
+        POLICY,
+        held_by_victim(Resource.PAYMENT, PAYMENT_ID),
+    )
+
+    assert [c.type for c in commands] == ["cancel_order"]
+    assert undos(saga)[0] == ("revert_payment", PAYMENT_ID, "confirmed", False)
+
+
+def test_a_resource_this_saga_is_named_as_holding_is_not_held_elsewhere() -> None:
+    saga = forward_past_the_step(Resource.ORDER)
+
+    saga.handle(
+        event("order.created", {"order_id": "second"}, at(1)),
+        at(1),
+        POLICY,
+        {ResourceRef(Resource.ORDER, "second"): saga.id},
+    )
+
+    assert undos(saga) == [("cancel_order", "second", "pending", False)]
 
 
 # ------------------------------------------------------------- every compensation runs

@@ -24,6 +24,7 @@ from tests.unit.persistence_contract import (
     RENDEZVOUS_TIMEOUT,
     T0,
     PersistenceContract,
+    check_resources_held_before_the_upgrade_to_holders_are_found,
     check_sagas_survive_the_upgrade_to_history_rows,
     make_saga,
 )
@@ -72,7 +73,15 @@ def test_the_migrated_schema_is_the_one_the_adapter_declares(engine: Engine) -> 
         tables = set(inspect(connection).get_table_names())
 
     assert differences == []
-    assert tables == {"alembic_version", "sagas", "outbox", "inbox", "idempotency_keys", "saga_history", "saga_resources"}
+    assert tables == {
+        "alembic_version",
+        "sagas",
+        "outbox",
+        "inbox",
+        "idempotency_keys",
+        "saga_history",
+        "saga_resources",
+    }
 
 
 def test_sqlite_files_use_write_ahead_logging(engine: Engine) -> None:
@@ -228,6 +237,10 @@ def test_a_database_at_the_first_revision_upgrades_keeping_its_inbox_and_sagas(s
 
 def test_a_database_with_history_in_a_column_upgrades_and_its_sagas_read_back_the_same(sqlite_url: str) -> None:
     check_sagas_survive_the_upgrade_to_history_rows(sqlite_url)
+
+
+def test_a_database_at_0004_upgrades_and_finds_who_holds_what_its_sagas_held(sqlite_url: str) -> None:
+    check_resources_held_before_the_upgrade_to_holders_are_found(sqlite_url)
 
 
 def test_a_save_writes_only_what_changed_and_appends_the_new_history(engine: Engine) -> None:
