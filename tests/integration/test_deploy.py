@@ -16,7 +16,13 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "saga-alerts.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "saga-alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "saga-dashboard.json"
-ALERTS = {"SagaCompensationFailed", "SagaOutboxBacklogOld", "SagaDeadLettersGrowing", "SagaNoReadyEventConsumer"}
+ALERTS = {
+    "SagaCompensationFailed",
+    "SagaOutboxBacklogOld",
+    "SagaDeadLettersGrowing",
+    "SagaNoReadyEventConsumer",
+    "SagaDatabaseUnreadable",
+}
 METRIC_NAME = re.compile(r"\bsaga_[a-z_]+")
 SAMPLE_SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 

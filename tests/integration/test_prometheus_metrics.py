@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client.metrics_core import Metric
 from tests.support.kafka import KafkaTestSetup, event_envelope, new_setup
@@ -159,3 +160,17 @@ def test_metrics_count_a_happy_saga_a_failed_one_and_dead_letters(
     assert all(s.value >= 0 for s in lag.samples)
     for family in families.values():
         assert family.name.startswith("saga_") or family.name.startswith("python_") or family.name == "process"
+
+
+def test_with_the_database_down_metrics_still_export_every_counter_and_leave_its_gauges_out(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://saga:saga@127.0.0.1:9/saga", "SAGA_TRANSPORT": "memory"}
+    with saga_process(["serve"], env, tmp_path / "serve.log") as base:
+        bad = requests.post(f"{base}/api/events", json={"type": "order.created"}, timeout=5)
+        assert bad.status_code == 400 and requests.get(f"{base}/readyz", timeout=5).status_code == 503
+
+        families = scrape(base)  # a 200, or this raises
+
+    assert sample(families, "saga_events", "_total", type="other", outcome="bad") == 1
+    assert sample(families, "saga_database_up") == 0
+    assert {"saga_events_retried", "saga_events_dead_lettered", "saga_commands_sent"} <= set(families)
+    assert not {"saga_sagas", "saga_outbox_pending_commands", "saga_outbox_oldest_pending_age_seconds"} & set(families)

@@ -10,6 +10,7 @@ values in every process, so dashboards take their `max`, not their `sum`.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ from saga.domain.messages import COMMANDS, Event
 from saga.domain.saga import Awaiting, CreateOrderSaga, HistoryKind, SagaStatus, Undo, UndoStatus
 from saga.domain.steps import ACTIONS, EVENT_TYPES, UNDO
 from saga.ports.clock import Clock
-from saga.ports.persistence import UnitOfWorkFactory
+from saga.ports.persistence import PersistenceError, UnitOfWorkFactory
 
 SAGA_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 """Seconds from POST to a final status: milliseconds when all goes well, up to the
@@ -67,6 +68,8 @@ SIMPLE_COUNTERS = {
     "start_transactions": "Transactions that started sagas; orders that arrive together share one (group commit).",
     "operator_retries": "Operator retries of a saga's unconfirmed compensations or clean-ups.",
 }
+log = logging.getLogger(__name__)
+
 DELIVERIES_REMEMBERED = 100_000
 """Delivery times kept to measure a step's duration; past this the oldest are forgotten."""
 
@@ -294,17 +297,26 @@ class _LagCollector(Collector):
 
 
 class StoreGauges(Collector):
-    """Gauges read from the database at each scrape: sagas by status, the outbox backlog."""
+    """Gauges read from the database at each scrape: sagas by status, the outbox backlog,
+    and `saga_database_up`, 0 when the database could not be read. Those read from it are
+    then left out, not guessed, so a scrape in an outage still exports every counter and
+    Prometheus marks the database gauges stale (docs/operations.md, "Metrics")."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        with self._uow_factory(read_only=True) as uow:
-            by_status = uow.sagas.count_by_status()
-            pending = uow.outbox.pending_count()
-            oldest = uow.outbox.oldest_pending_at()
+        try:
+            with self._uow_factory(read_only=True) as uow:
+                by_status = uow.sagas.count_by_status()
+                pending = uow.outbox.pending_count()
+                oldest = uow.outbox.oldest_pending_at()
+        except PersistenceError as error:
+            log.debug("metrics: database gauges left out: %s", error)
+            yield _database_up(False)
+            return
+        yield _database_up(True)
         sagas = GaugeMetricFamily("saga_sagas", "Sagas stored, by status.", labels=["status"])
         for status in SagaStatus:
             sagas.add_metric([status.value], by_status.get(status, 0))
@@ -316,6 +328,15 @@ class StoreGauges(Collector):
             "Seconds since the oldest command still waiting unsent in the outbox was written (0 when none waits).",
             value=age,
         )
+
+
+def _database_up(up: bool) -> Metric:
+    return GaugeMetricFamily(
+        "saga_database_up",
+        "1 when this scrape read the database gauges (saga_sagas, saga_outbox_*); 0 when the "
+        "database was unavailable or busy and they were left out.",
+        value=1 if up else 0,
+    )
 
 
 def flat_counters(families: Iterable[Metric]) -> dict[str, int]:
