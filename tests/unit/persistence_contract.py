@@ -1184,6 +1184,54 @@ class PersistenceContract:
         with uow_factory() as uow:
             assert uow.idempotency_keys.get(record.key, T0) == later
 
+    def test_idempotency_keys_claimed_together_read_back_together_until_they_expire(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        day = timedelta(hours=24)
+        records = [
+            IdempotencyRecord(f"many-{index}", "d" * 64, new_id(), T0 + timedelta(seconds=index)) for index in range(3)
+        ]
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.get_many([record.key for record in records], T0 - day) == {}
+            uow.idempotency_keys.add_many(records, T0 - day)
+            uow.idempotency_keys.add_many([], T0 - day)
+            uow.commit()
+
+        with uow_factory() as uow:
+            found = uow.idempotency_keys.get_many(["many-0", "many-1", "many-2", "unknown", "many-1"], T0 - day)
+            assert found == {record.key: record for record in records}
+            # Only those created after the cutoff are live.
+            assert uow.idempotency_keys.get_many(["many-0", "many-1", "many-2"], T0 + timedelta(seconds=1)) == {
+                "many-2": records[2]
+            }
+            assert uow.idempotency_keys.get_many([], T0 - day) == {}
+
+        # A day later, two expired keys and a new one are claimed together: the old records are replaced.
+        later = [IdempotencyRecord(key, "e" * 64, new_id(), T0 + 2 * day) for key in ("many-0", "many-1", "many-new")]
+        with uow_factory() as uow:
+            uow.idempotency_keys.add_many(later, T0 + day)
+            uow.commit()
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.get_many(["many-0", "many-1", "many-new"], T0) == {r.key: r for r in later}
+
+    def test_idempotency_keys_claimed_together_with_one_live_key_are_a_conflict_and_none_is_kept(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        day = timedelta(hours=24)
+        live = IdempotencyRecord("live-key", "d" * 64, new_id(), T0)
+        with uow_factory() as uow:
+            uow.idempotency_keys.add(live, T0 - day)
+            uow.commit()
+        others = [IdempotencyRecord(f"fresh-{index}", "e" * 64, new_id(), T0) for index in range(2)]
+        batch = [others[0], IdempotencyRecord("live-key", "e" * 64, new_id(), T0), others[1]]
+
+        with pytest.raises(ConcurrencyConflict), uow_factory() as uow:
+            uow.idempotency_keys.add_many(batch, T0 - day)
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.idempotency_keys.get_many(["live-key", "fresh-0", "fresh-1"], T0 - day) == {"live-key": live}
+
     def test_an_idempotency_key_rolled_back_is_not_kept(self, uow_factory: UnitOfWorkFactory) -> None:
         record = IdempotencyRecord("key-2", "d" * 64, new_id(), T0)
         with uow_factory() as uow:

@@ -299,6 +299,21 @@ class IdempotencyKeys(ABC):
         exists or another unit of work is writing one: read it again.
         """
 
+    def get_many(self, keys: Sequence[str], created_after: datetime) -> dict[str, IdempotencyRecord]:
+        """`get` for each key, by key; a store may read them in one statement."""
+        found: dict[str, IdempotencyRecord] = {}
+        for key in dict.fromkeys(keys):
+            record = self.get(key, created_after)
+            if record is not None:
+                found[key] = record
+        return found
+
+    def add_many(self, records: Sequence[IdempotencyRecord], replacing_before: datetime) -> None:
+        """`add` for each record (their keys distinct); a store may write them in one statement.
+        Raises ConcurrencyConflict when any one's key is taken, not saying which."""
+        for record in records:
+            self.add(record, replacing_before)
+
     @abstractmethod
     def purge(self, created_before: datetime, limit: int) -> int:
         """Deletes up to `limit` records created before `created_before`; returns how many."""

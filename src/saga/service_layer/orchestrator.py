@@ -189,19 +189,23 @@ class SagaOrchestrator:
         the transaction is lost): the group commit then writes each saga alone."""
         self._metrics.count("start_transactions")
         outcomes: list[str | ItemFailed | None] = []
-        keys: dict[str, str] = {}
-        """Saga id per idempotency key claimed in this transaction."""
+        claims: dict[str, IdempotencyRecord] = {}
+        """The idempotency keys this batch claims, by key."""
         unanswered: CommitUnanswered | None = None
+        expired_before = min(new.saga.created_at for new in batch) - IDEMPOTENCY_KEY_TTL
         with self._uow_factory() as uow:
+            keys = [new.key[0] for new in batch if new.key is not None]
+            found = uow.idempotency_keys.get_many(keys, expired_before) if keys else {}
             for new in batch:
                 try:
-                    outcomes.append(self._write_saga(uow, new, keys))
+                    outcomes.append(self._claim_key(new, found, claims))
                 except IdempotencyKeyReused as error:
-                    # Nothing of this saga was written, and the transaction goes on for the others.
+                    # Nothing of this saga is written, and the transaction goes on for the others.
                     outcomes.append(ItemFailed(error))
             added = [new for new, outcome in zip(batch, outcomes, strict=True) if outcome is None]
             if not added:
                 return outcomes  # replays and refusals only: nothing to commit
+            uow.idempotency_keys.add_many(list(claims.values()), expired_before)
             uow.sagas.add_many([new.saga for new in added])
             commands = [command for new in added for command in new.commands]
             uow.outbox.add(commands, self._hold_until(max(new.saga.updated_at for new in added)))
@@ -212,26 +216,33 @@ class SagaOrchestrator:
         if unanswered is None:
             return outcomes
         # The COMMIT may have reached the database before the connection broke.
-        written = [new.saga.id for new, outcome in zip(batch, outcomes, strict=True) if outcome is None]
+        written = [new.saga.id for new in added]
         learned = self._find_out_written(written, unanswered)
-        return [self._learned(new, outcome, keys, learned) for new, outcome in zip(batch, outcomes, strict=True)]
+        claimed = {key: record.saga_id for key, record in claims.items()}
+        return [self._learned(new, outcome, claimed, learned) for new, outcome in zip(batch, outcomes, strict=True)]
 
-    def _write_saga(self, uow: UnitOfWork, new: _NewSaga, keys: dict[str, str]) -> str | None:
-        """Claims a new saga's idempotency key (`(key, request digest)`), if any, in `uow`,
-        whose earlier sagas claimed `keys` (key: saga id). Returns the saga id a repeated key
-        already stands for, None when the saga is to be written (with the others of its
-        batch, by `_write_sagas`). Raises IdempotencyKeyReused, or ConcurrencyConflict when
-        another transaction claimed the key."""
+    @staticmethod
+    def _claim_key(
+        new: _NewSaga, found: dict[str, IdempotencyRecord], claims: dict[str, IdempotencyRecord]
+    ) -> str | None:
+        """Whether a new saga is to be written, by its idempotency key (`(key, request digest)`),
+        if any: returns the saga id the key already stands for (a live record of it in `found`,
+        or a claim of an earlier saga of the batch in `claims`), None when the saga is to be
+        written (its key, if any, then joins `claims`). Raises IdempotencyKeyReused when the
+        key stands for another request body."""
         saga, key = new.saga, new.key
-        now = saga.created_at
-        if key is not None:
-            found = uow.idempotency_keys.get(key[0], now - IDEMPOTENCY_KEY_TTL)
-            if found is not None:
-                if found.request_digest != key[1]:
-                    raise IdempotencyKeyReused(key[0])
-                return found.saga_id
-            uow.idempotency_keys.add(IdempotencyRecord(key[0], key[1], saga.id, now), now - IDEMPOTENCY_KEY_TTL)
-            keys[key[0]] = saga.id
+        if key is None:
+            return None
+        first = claims.get(key[0])
+        if first is None:
+            record = found.get(key[0])
+            if record is not None and record.created_at > saga.created_at - IDEMPOTENCY_KEY_TTL:
+                first = record
+        if first is not None:
+            if first.request_digest != key[1]:
+                raise IdempotencyKeyReused(key[0])
+            return first.saga_id
+        claims[key[0]] = IdempotencyRecord(key[0], key[1], saga.id, saga.created_at)
         return None
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, select
@@ -32,6 +32,12 @@ CLAIM_KEY = {
     )
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+# The same claim for several keys at once: one multi-row INSERT ("insertmanyvalues"),
+# which names the keys it claimed.
+CLAIM_KEYS = {name: statement.returning(idempotency_keys.c.key) for name, statement in CLAIM_KEY.items()}
+SELECT_LIVE_KEYS = select(idempotency_keys).where(
+    idempotency_keys.c.key.in_(bindparam("keys", expanding=True)), idempotency_keys.c.created_at > bindparam("after")
+)
 PURGE_KEYS = idempotency_keys.delete().where(
     idempotency_keys.c.key.in_(
         select(idempotency_keys.c.key)
@@ -70,6 +76,38 @@ class SqlAlchemyIdempotencyKeys(IdempotencyKeys):
             claimed = connection.execute(statement, values).rowcount == 1
         if not claimed:
             raise ConcurrencyConflict(f"idempotency key {record.key!r} is taken")
+
+    def get_many(self, keys: Sequence[str], created_after: datetime) -> dict[str, IdempotencyRecord]:
+        if not keys:
+            return {}
+        with translated_errors():
+            rows = self._connection().execute(SELECT_LIVE_KEYS, {"keys": list(keys), "after": created_after}).all()
+        return {row.key: IdempotencyRecord(row.key, row.request_digest, row.saga_id, row.created_at) for row in rows}
+
+    def add_many(self, records: Sequence[IdempotencyRecord], replacing_before: datetime) -> None:
+        if len(records) <= 1:
+            for record in records:
+                self.add(record, replacing_before)
+            return
+        connection = self._connection()
+        statement = CLAIM_KEYS.get(connection.dialect.name)
+        if statement is None:
+            raise StorageUnavailable(f"no idempotency key insert for the {connection.dialect.name} dialect")
+        values = [
+            {
+                "key": record.key,
+                "request_digest": record.request_digest,
+                "saga_id": record.saga_id,
+                "created_at": record.created_at,
+                "replacing_before": replacing_before,
+            }
+            # In key order: two transactions claiming the same keys wait for each other, never in a circle.
+            for record in sorted(records, key=lambda record: record.key)
+        ]
+        with translated_errors():
+            claimed = set(connection.execute(statement, values).scalars())
+        if len(claimed) != len(records):
+            raise ConcurrencyConflict(f"{len(records) - len(claimed)} of {len(records)} idempotency keys are taken")
 
     def purge(self, created_before: datetime, limit: int) -> int:
         with translated_errors():
