@@ -976,6 +976,43 @@ class PersistenceContract:
                 uow.sagas.save_many([fresh, stale])  # `stale` was read before another save moved it
                 uow.commit()
 
+    def test_a_saga_read_without_its_history_appends_to_it(self, uow_factory: UnitOfWorkFactory) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+        stored_before = self.load(uow_factory, saga.id)
+        assert stored_before is not None and len(stored_before.history) >= 2
+
+        added = [HistoryEntry(T0 + timedelta(seconds=60 + n), HistoryKind.STATUS, f"S{n}") for n in range(3)]
+        with uow_factory() as uow:
+            lean = uow.sagas.get_many([saga.id], history=False)[saga.id]
+            assert lean.history in ([], stored_before.history)  # a store may leave it out
+            lean.history += added[:2]
+            lean.status = SagaStatus.FAILED
+            uow.sagas.save_many([lean])
+            lean.history += added[2:]  # saved again in the same unit of work
+            uow.sagas.save(lean)
+            uow.commit()
+
+        stored = self.load(uow_factory, saga.id)
+        assert stored is not None
+        assert stored.history == stored_before.history + added
+        assert stored.status is SagaStatus.FAILED and stored.version == 2
+
+    def test_a_saga_read_without_its_history_and_changed_meanwhile_is_a_conflict(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        saga = make_saga()
+        self.store(uow_factory, saga)
+
+        with uow_factory() as uow:
+            lean = uow.sagas.get_many([saga.id], history=False)[saga.id]
+            lean.version -= 1  # as if another save had moved it since it was read
+            with pytest.raises(ConcurrencyConflict):
+                uow.sagas.save(lean)
+
+        stored = self.load(uow_factory, saga.id)
+        assert stored is not None and stored.history == saga.history
+
     def test_of_sagas_saved_together_one_stale_one_fails_them_all(self, uow_factory: UnitOfWorkFactory) -> None:
         first, second = make_saga(), make_saga()
         self.store(uow_factory, first, second)

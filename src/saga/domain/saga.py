@@ -134,6 +134,8 @@ class Awaiting:
     due_at: datetime
     sent: bool = True
     """False after a compensation was rejected: the re-send waits for its backoff."""
+    queued_at: datetime | None = None
+    """When the command was last handed to the outbox (None on sagas stored before this was kept)."""
 
 
 class UndoStatus(StrEnum):
@@ -581,12 +583,12 @@ class CreateOrderSaga:
 
     def _send(self, command_type: str, payload: JsonObject, now: datetime, policy: SagaPolicy) -> Command:
         message_id = new_message_id()
-        self.awaiting = Awaiting(command_type, message_id, payload, 1, now + policy.step_deadline)
+        self.awaiting = Awaiting(command_type, message_id, payload, 1, now + policy.step_deadline, queued_at=now)
         self._record(now, HistoryKind.COMMAND, command_type, message_id, None)
         return Command(command_type, self.id, payload, message_id, now)
 
     def _resend(self, awaiting: Awaiting, now: datetime, wait: timedelta) -> Command:
-        self.awaiting = replace(awaiting, attempts=awaiting.attempts + 1, due_at=now + wait, sent=True)
+        self.awaiting = replace(awaiting, attempts=awaiting.attempts + 1, due_at=now + wait, sent=True, queued_at=now)
         self._record(
             now, HistoryKind.COMMAND, awaiting.command_type, awaiting.message_id, f"attempt {awaiting.attempts + 1}"
         )

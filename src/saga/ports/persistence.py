@@ -95,9 +95,14 @@ class SagaRepository(ABC):
     def get(self, saga_id: str) -> CreateOrderSaga | None:
         """The saga as last committed, or None."""
 
-    def get_many(self, saga_ids: Sequence[str]) -> dict[str, CreateOrderSaga]:
+    def get_many(self, saga_ids: Sequence[str], history: bool = True) -> dict[str, CreateOrderSaga]:
         """The sagas with these ids as last committed, by id; unknown ids are left out.
-        A store may read them all in one statement; by default it reads one at a time."""
+        A store may read them all in one statement; by default it reads one at a time.
+
+        With `history=False` a store may leave each saga's history out (an empty list):
+        what applying events needs, which only appends to it. `save` in this unit of
+        work then appends what the history gained; a saga read so must not be saved by
+        another unit of work."""
         found: dict[str, CreateOrderSaga] = {}
         for saga_id in dict.fromkeys(saga_ids):
             saga = self.get(saga_id)

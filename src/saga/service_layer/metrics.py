@@ -230,6 +230,8 @@ class Metrics:
             sent_at = self._deliveries.pop(awaiting.message_id, None)
         if sent_at is None:
             # Another process delivered it: the time the command was written stands in.
+            sent_at = awaiting.queued_at
+        if sent_at is None:  # a saga stored before its awaited command kept that time
             sent_at = next(
                 (
                     entry.at

@@ -356,7 +356,8 @@ class SagaOrchestrator:
         commands: dict[str, list[Command]] = {}
         """The commands each saga decided in this batch, not yet written."""
         with self._uow_factory() as uow:
-            sagas = uow.sagas.get_many([event.saga_id for event in events])
+            # Without their history: applying an event appends to it and never reads it.
+            sagas = uow.sagas.get_many([event.saga_id for event in events], history=False)
             fresh = uow.inbox.record_many(
                 [(event.saga_id, event.message_id) for event in events if event.saga_id in sagas and event.message_id],
                 now,

@@ -30,6 +30,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from saga.adapters.sql.errors import is_duplicate_key, port_error, translated_errors
 from saga.adapters.sql.outbox_changes import NOTIFY
 from saga.adapters.sql.saga_rows import (
+    HISTORY_LENGTH,
     PROGRESS_COLUMNS,
     RESOURCE_COLUMNS,
     history_rows,
@@ -39,6 +40,7 @@ from saga.adapters.sql.saga_rows import (
     saga_from_row,
     saga_row,
     saga_select,
+    saga_select_without_history,
 )
 from saga.adapters.sql.schema import UtcDateTime, inbox, outbox, saga_history, saga_resources, sagas
 from saga.domain.messages import Command
@@ -67,6 +69,9 @@ SELECT_SAGA_BATCH = {
     dialect: query.where(sagas.c.id.in_(bindparam("saga_ids", expanding=True)))
     for dialect, query in SELECT_SAGAS.items()
 }
+SELECT_SAGA_BATCH_WITHOUT_HISTORY = saga_select_without_history().where(
+    sagas.c.id.in_(bindparam("saga_ids", expanding=True))
+)
 # SET names the columns given at execute(): each set of changed columns compiles once.
 UPDATE_SAGA = sagas.update().where(sagas.c.id == bindparam("match_id"), sagas.c.version == bindparam("match_version"))
 INSERT_HISTORY = saga_history.insert()
@@ -203,6 +208,9 @@ class _Stored:
     version: int
     progress: dict[str, Any]
     history_length: int
+    """How many of the saga's history entries (in memory) are stored."""
+    history_base: int = 0
+    """Stored entries before the first one in memory: a saga read without its history has them all there."""
 
 
 class SqlAlchemySagaRepository(SagaRepository):
@@ -252,13 +260,16 @@ class SqlAlchemySagaRepository(SagaRepository):
             row = connection.execute(SELECT_SAGA[connection.dialect.name], {"saga_id": saga_id}).first()
         return self._loaded(row) if row is not None else None
 
-    def get_many(self, saga_ids: Sequence[str]) -> dict[str, CreateOrderSaga]:
+    def get_many(self, saga_ids: Sequence[str], history: bool = True) -> dict[str, CreateOrderSaga]:
         wanted = list(dict.fromkeys(saga_ids))
         if not wanted:
             return {}
         with translated_errors():
             connection = self._connection()
-            rows = connection.execute(SELECT_SAGA_BATCH[connection.dialect.name], {"saga_ids": wanted}).all()
+            if history:
+                rows = connection.execute(SELECT_SAGA_BATCH[connection.dialect.name], {"saga_ids": wanted}).all()
+            else:
+                rows = connection.execute(SELECT_SAGA_BATCH_WITHOUT_HISTORY, {"saga_ids": wanted}).all()
         loaded = (self._loaded(row) for row in rows)
         return {saga.id: saga for saga in loaded}
 
@@ -288,7 +299,8 @@ class SqlAlchemySagaRepository(SagaRepository):
             self._hold(connection, held)
         for saga in sagas:
             saga.version += 1
-            self._remember(saga, self._saved_progress.pop(saga.id))
+            base = self._stored[saga.id].history_base if saga.id in self._stored else 0
+            self._remember(saga, self._saved_progress.pop(saga.id), base)
 
     def _changes(
         self, connection: Connection, saga: CreateOrderSaga
@@ -298,6 +310,9 @@ class SqlAlchemySagaRepository(SagaRepository):
         progress = progress_row(saga)
         known = self._stored.get(saga.id)
         if known is not None and known.version != saga.version:
+            if known.history_base:
+                # Read without its history: only the version read can say which entries are new.
+                raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
             known = None
         changed = progress if known is None else {k: v for k, v in progress.items() if known.progress.get(k) != v}
         self._saved_progress[saga.id] = progress
@@ -306,15 +321,15 @@ class SqlAlchemySagaRepository(SagaRepository):
             held = resources_beside_columns(progress)
             if known is not None:
                 held -= resources_beside_columns(known.progress)
+        values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
         if known is not None:
-            stored_length = known.history_length
-        else:
-            stored_length = connection.execute(COUNT_HISTORY, {"saga_id": saga.id}).scalar_one()
+            new = saga.history[known.history_length :]
+            return values, history_rows(saga.id, new, known.history_base + known.history_length), held
+        stored_length = connection.execute(COUNT_HISTORY, {"saga_id": saga.id}).scalar_one()
         if len(saga.history) < stored_length:
             # History only grows; one that shrank is stored anew.
             connection.execute(DELETE_HISTORY, {"saga_id": saga.id})
             stored_length = 0
-        values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
         return values, history_rows(saga.id, saga.history[stored_length:], stored_length), held
 
     @staticmethod
@@ -372,11 +387,12 @@ class SqlAlchemySagaRepository(SagaRepository):
     def _loaded(self, row: Row[Any]) -> CreateOrderSaga:
         saga = saga_from_row(row)
         values = row._mapping
-        self._remember(saga, {name: values[name] for name in PROGRESS_COLUMNS})
+        base = values.get(HISTORY_LENGTH, 0)
+        self._remember(saga, {name: values[name] for name in PROGRESS_COLUMNS}, base)
         return saga
 
-    def _remember(self, saga: CreateOrderSaga, progress: dict[str, Any]) -> None:
-        self._stored[saga.id] = _Stored(saga.version, progress, len(saga.history))
+    def _remember(self, saga: CreateOrderSaga, progress: dict[str, Any], history_base: int = 0) -> None:
+        self._stored[saga.id] = _Stored(saga.version, progress, len(saga.history), history_base)
 
     def due(self, now: datetime, limit: int) -> list[str]:
         query = select(sagas.c.id).where(sagas.c.due_at <= now).order_by(sagas.c.due_at, sagas.c.id).limit(limit)

@@ -85,6 +85,16 @@ def saga_select(dialect: str) -> Select[Any]:
     return select(sagas, type_coerce(history, JSON).label(HISTORY))
 
 
+HISTORY_LENGTH = "history_length"
+
+
+def saga_select_without_history() -> Select[Any]:
+    """The `sagas` columns and, as `history_length`, how many history entries the saga has
+    stored: what applying an event reads (the history is written to, not read)."""
+    stored = select(func.count()).where(saga_history.c.saga_id == sagas.c.id).scalar_subquery()
+    return select(sagas, stored.label(HISTORY_LENGTH))
+
+
 PROGRESS_COLUMNS = tuple(
     column.name for column in sagas.columns if column.name not in WRITTEN_ONCE and column.name != "version"
 )
@@ -113,7 +123,9 @@ def resources_beside_columns(values: Mapping[str, Any]) -> set[ResourceRef]:
 
 
 def saga_from_row(row: Row[Any]) -> CreateOrderSaga:
+    """The saga of a `saga_select` row; of a `saga_select_without_history` row, with an empty history."""
     values = dict(row._mapping)
+    values.setdefault(HISTORY, [])
     first_schema = _written_by_first_schema(values)
     if first_schema:
         values["compensations"] = [{"compensation": name, "resource_id": None} for name in values["compensations"]]
