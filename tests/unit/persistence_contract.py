@@ -1327,6 +1327,40 @@ class OverlappingTransactionsContract:
         with uow_factory() as uow:
             assert sum(uow.sagas.count_by_status().values()) == 1
 
+    def test_of_two_units_of_work_taking_one_resource_at_once_the_second_finds_the_first(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        # An event naming another saga's order, applied while that saga's own reply is:
+        # both find the order unheld unless the second asks after the first committed.
+        first, second = holding(None, None, status=SagaStatus.STARTED), holding(None, None, status=SagaStatus.STARTED)
+        with uow_factory() as uow:
+            uow.sagas.add(first)
+            uow.sagas.add(second)
+            uow.commit()
+        first_asked = threading.Event()
+        answers: dict[str, dict[ResourceRef, str]] = {}
+
+        def take(saga: CreateOrderSaga, asked: threading.Event | None, wait: threading.Event | None) -> None:
+            with uow_factory() as uow:
+                if wait is not None:
+                    assert wait.wait(RENDEZVOUS_TIMEOUT)
+                answers[saga.id] = uow.sagas.holders([order_ref("o-contested")])
+                if asked is not None:
+                    asked.set()
+                    time.sleep(0.3)  # the other asks meanwhile
+                loaded = uow.sagas.get(saga.id)
+                assert loaded is not None
+                if not answers[saga.id]:
+                    loaded.order_id = "o-contested"
+                    uow.sagas.save(loaded)
+                uow.commit()
+
+        run_in_threads(lambda: take(first, first_asked, None), lambda: take(second, None, first_asked))
+
+        assert answers == {first.id: {}, second.id: {order_ref("o-contested"): first.id}}
+        with uow_factory() as uow:
+            assert uow.sagas.holders([order_ref("o-contested")]) == {order_ref("o-contested"): first.id}
+
     def test_of_two_units_of_work_saving_one_saga_exactly_one_wins(self, uow_factory: UnitOfWorkFactory) -> None:
         saga = make_saga()
         with uow_factory() as uow:

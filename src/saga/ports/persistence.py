@@ -129,7 +129,13 @@ class SagaRepository(ABC):
         the id of one saga holding it, by resource; resources no saga holds are left out.
         A saga holds its `order_id` and `payment_id` and every resource its compensations
         and clean-ups name (`CreateOrderSaga.held_resources`; docs/contract.md, "No orphan
-        resources"). When two sagas hold one resource, either may be named."""
+        resources"). When two sagas hold one resource, either may be named.
+
+        A unit of work that asks, then makes a saga hold one of `resources`, is never
+        interleaved with another one asking about that resource: the other's answer names
+        it once this one committed. A store may wait for that (SQLite and memory queue
+        every writer; PostgreSQL locks each resource asked about until the commit), so ask
+        before the unit of work writes anything."""
 
     @abstractmethod
     def page(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     tuple_,
     union_all,
 )
@@ -93,6 +95,24 @@ SELECT_HOLDERS = union_all(
         saga_resources.c.resource_id.in_(bindparam("any_ids", expanding=True))
     ),
 )
+# Two transactions on PostgreSQL could each find a resource unheld and both take it. Each asks
+# under a transaction-level advisory lock per resource (two-key form, apart from the
+# migration's one-key lock), all taken by one statement in ascending order, before the
+# query's own statement: the second waits for the first to commit, then reads its holder.
+# Taken in one order, these locks wait for no one holding a smaller one: no deadlock among
+# them. SQLite's writers queue anyway.
+RESOURCE_LOCK_CLASS = 0x5A6A
+LOCK_RESOURCES = text(
+    "SELECT count(pg_advisory_xact_lock(:lock_class, key)) FROM unnest(CAST(:keys AS integer[])) AS key"
+)
+
+
+def _lock_key(ref: ResourceRef) -> int:
+    """A 32-bit key per resource; two resources sharing one only wait for each other."""
+    digest = hashlib.blake2b(f"{ref.resource.value}:{ref.id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 # Once per (saga, resource), also when a unit of work that did not read the saga saves it.
 INSERT_RESOURCE = saga_resources.insert().from_select(
     ["kind", "resource_id", "saga_id"],
@@ -352,7 +372,11 @@ class SqlAlchemySagaRepository(SagaRepository):
             values[f"{ref.resource.value}_ids"].append(ref.id)
         values["any_ids"] = sorted({ref.id for ref in wanted})
         with translated_errors():
-            rows = self._connection().execute(SELECT_HOLDERS, values).all()
+            connection = self._connection()
+            if connection.dialect.name == "postgresql":
+                keys = sorted({_lock_key(ref) for ref in wanted})
+                connection.execute(LOCK_RESOURCES, {"lock_class": RESOURCE_LOCK_CLASS, "keys": keys})
+            rows = connection.execute(SELECT_HOLDERS, values).all()
         found: dict[ResourceRef, str] = {}
         for kind, resource_id, saga_id in rows:
             ref = ResourceRef(Resource(kind), resource_id)
