@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 import sys
@@ -141,12 +142,45 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from saga.entrypoints.container import build_container, running
     from saga.entrypoints.http_api import create_app
 
+    host = args.host or settings.host
+    warn_about_open_endpoints(host, settings)
     container = build_container(settings, migrate=not args.no_migrate, relay_only=args.no_worker)
     stop = _stop_on_signals()
     with running(container):
         if not stop.is_set():
-            _serve_http(create_app(container), args.host or settings.host, args.port or settings.port, settings)
+            _serve_http(create_app(container), host, args.port or settings.port, settings)
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or address to bind) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def warn_about_open_endpoints(host: str, settings: Settings) -> None:
+    """Logs a warning per kind of endpoint anyone reaching `host` could use: bound beyond
+    loopback, `POST /api/events` without SAGA_EVENTS_TOKEN lets them post any participant's
+    reply; cancel and retry without SAGA_ADMIN_TOKEN let them act on any saga
+    (docs/operations.md, "Securing the API")."""
+    if is_loopback(host):
+        return
+    if settings.http.events_token is None:
+        log.warning(
+            "listening on %s without SAGA_EVENTS_TOKEN: anyone who reaches this port can post participant "
+            "events (POST /api/events) and move any saga; set SAGA_EVENTS_TOKEN (docs/operations.md)",
+            host,
+        )
+    if settings.http.admin_token is None:
+        log.warning(
+            "listening on %s without SAGA_ADMIN_TOKEN: anyone who reaches this port can cancel sagas and "
+            "retry their compensations; set SAGA_ADMIN_TOKEN (docs/operations.md)",
+            host,
+        )
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -93,11 +93,15 @@ class Environment(BaseSettings):
         10.0, "how long a request body may take to arrive before a 408", gt=0, le=HOUR
     )
     saga_events_token: str | None = setting(
-        None, "bearer token required by `POST /api/events`", accepts="any text; unset: no token required"
+        None,
+        "bearer token required by `POST /api/events`; set it whenever the API is reachable beyond loopback, "
+        "or anyone who reaches it can post participants' replies (`saga serve` warns at start)",
+        accepts="any text; unset: no token required",
     )
     saga_admin_token: str | None = setting(
         None,
-        "bearer token required by `POST /api/sagas/{id}/cancel` and `.../retry`",
+        "bearer token required by `POST /api/sagas/{id}/cancel` and `.../retry`; set it whenever the API "
+        "is reachable beyond loopback (`saga serve` warns at start)",
         accepts="any text; unset: no token required",
     )
     saga_currency: str = setting(
