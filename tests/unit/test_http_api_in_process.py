@@ -236,6 +236,27 @@ def test_cancel_undoes_a_saga_still_moving_forward_and_it_ends_cancelled(silent_
     assert history(saga, "command")[-1] == "cancel_order"
 
 
+def test_a_header_given_twice_that_the_saga_would_keep_is_a_400_and_nothing_changes(healthy: Api) -> None:
+    api = healthy
+    saga_id = api.order()
+    json_body = {"Content-Type": "application/json"}
+
+    keys = api.client.post(
+        "/api/orders",
+        content=json.dumps(ORDER),
+        headers=[("Idempotency-Key", "a1"), ("Idempotency-Key", "b2"), *json_body.items()],
+    )
+    operators = api.client.post(
+        f"/api/sagas/{saga_id}/retry",
+        headers=[*ADMIN.items(), ("X-Operator", "ann"), ("X-Operator", "bob")],
+    )
+
+    assert keys.status_code == 400 and "Idempotency-Key must be given once" in keys.json()["error"]
+    assert operators.status_code == 400 and "X-Operator must be one header" in operators.json()["error"]
+    assert len(api.client.get("/api/sagas").json()) == 1
+    assert history(api.saga(saga_id), "operator") == []
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}],

@@ -183,7 +183,7 @@ class SagaApi:
 
     async def create_order(self, request: Request) -> Response:
         try:
-            key = parse_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+            key = parse_idempotency_key(request.headers.getlist(IDEMPOTENCY_HEADER))
         except InvalidIdempotencyKey as invalid:
             raise ApiError(400, str(invalid)) from None
         body = parse_object(await self._body(request))
@@ -258,9 +258,11 @@ class SagaApi:
     async def retry_saga(self, request: Request) -> Response:
         self._require_admin(request)
         saga_id = _saga_id(request)
-        operator = request.headers.get("x-operator", "").strip() or "operator"
-        if len(operator) > 200 or not operator.isprintable():
-            raise ApiError(400, "X-Operator must be at most 200 printable characters")
+        operators = request.headers.getlist("x-operator")
+        operator = operators[0].strip() if operators else ""
+        if len(operators) > 1 or len(operator) > 200 or not operator.isprintable():
+            raise ApiError(400, "X-Operator must be one header of at most 200 printable characters")
+        operator = operator or "operator"
         try:
             saga = await run_in_threadpool(self._orchestrator.retry, saga_id, operator)
         except NothingToRetry as nothing:
