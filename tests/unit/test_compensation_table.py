@@ -28,6 +28,7 @@ from saga.domain.saga import (
     Compensation,
     CreateOrderSaga,
     HistoryKind,
+    NotCancellable,
     SagaStatus,
     Step,
     UndoStatus,
@@ -408,7 +409,8 @@ def test_cancel_of_a_completed_saga_changes_nothing() -> None:
     before = state(saga)
     history = list(saga.history)
 
-    assert saga.cancel("too late", at(10), POLICY) == []
+    with pytest.raises(NotCancellable, match=r"^saga is COMPLETED; only a STARTED saga can be cancelled$"):
+        saga.cancel("too late", at(10), POLICY)
 
     assert state(saga) == before
     assert saga.history == history
@@ -418,10 +420,25 @@ def test_cancel_of_a_compensating_saga_changes_nothing() -> None:
     saga, _, _ = fail(Step.START_TIMER, False)
     before = state(saga)
 
-    assert saga.cancel("again", at(10), POLICY) == []
+    with pytest.raises(NotCancellable, match=r"^saga is COMPENSATING; only a STARTED saga can be cancelled$"):
+        saga.cancel("again", at(10), POLICY)
 
     assert state(saga) == before
     assert saga.cancel_requested is False
+
+
+def test_a_second_cancel_is_refused_while_the_first_undoes_the_saga_and_after() -> None:
+    saga, _ = saga_at(Step.GET_PAYMENT_INFO)
+    saga.cancel("first", at(1), POLICY)
+    before = state(saga)
+
+    with pytest.raises(NotCancellable, match=r"^saga is COMPENSATING and already cancelled; only a STARTED"):
+        saga.cancel("second", at(2), POLICY)
+    assert state(saga) == before
+
+    saga.handle(event("order.cancelled"), at(3), POLICY)
+    with pytest.raises(NotCancellable, match=r"^saga is CANCELLED and already cancelled;"):
+        saga.cancel("third", at(4), POLICY)
 
 
 @pytest.mark.parametrize("ending", ["failed", "cancelled"])
@@ -434,7 +451,8 @@ def test_cancel_of_an_ended_saga_changes_nothing(ending: str) -> None:
         saga.handle(event("order.cancelled", {}), at(2), POLICY)
     before = state(saga)
 
-    assert saga.cancel("second", at(3), POLICY) == []
+    with pytest.raises(NotCancellable):
+        saga.cancel("second", at(3), POLICY)
 
     assert state(saga) == before
     assert saga.error is not None and "second" not in saga.error

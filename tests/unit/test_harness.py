@@ -10,7 +10,7 @@ import pytest
 
 from saga.domain.messages import JsonObject
 from saga.domain.policy import SagaPolicy
-from saga.domain.saga import SagaStatus
+from saga.domain.saga import NotCancellable, SagaStatus
 from saga.testing import SagaHarness
 
 BURGER: JsonObject = {"foodItems": [{"name": "Burger", "price": 12.99, "quantity": 2}], "deliveryFee": 1.5}
@@ -174,7 +174,8 @@ def test_cancelling_a_started_saga_undoes_it() -> None:
     saga = harness.saga(saga_id)
     assert saga.status is SagaStatus.CANCELLED
     assert command_types(harness, saga_id)[-2:] == ["revert_payment", "cancel_order"]
-    assert harness.orchestrator.cancel(saga_id, "again") is not None
+    with pytest.raises(NotCancellable):
+        harness.orchestrator.cancel(saga_id, "again")
     assert harness.saga(saga_id).status is SagaStatus.CANCELLED
 
 

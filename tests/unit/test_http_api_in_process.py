@@ -236,6 +236,21 @@ def test_cancel_undoes_a_saga_still_moving_forward_and_it_ends_cancelled(silent_
     assert history(saga, "command")[-1] == "cancel_order"
 
 
+def test_a_second_cancel_is_a_409_while_the_first_undoes_the_saga_and_after(silent_payments: Api) -> None:
+    api = silent_payments
+    saga_id = api.order()
+    assert api.client.post(f"/api/sagas/{saga_id}/cancel", headers=ADMIN).status_code == 202
+
+    while_cancelling = api.client.post(f"/api/sagas/{saga_id}/cancel", headers=ADMIN)
+    api.settle()
+    after = api.client.post(f"/api/sagas/{saga_id}/cancel", headers=ADMIN)
+
+    assert while_cancelling.status_code == 409, while_cancelling.text
+    assert "COMPENSATING and already cancelled" in while_cancelling.json()["error"]
+    assert after.status_code == 409 and "CANCELLED and already cancelled" in after.json()["error"]
+    assert api.saga(saga_id)["status"] == "CANCELLED"
+
+
 def test_a_header_given_twice_that_the_saga_would_keep_is_a_400_and_nothing_changes(healthy: Api) -> None:
     api = healthy
     saga_id = api.order()

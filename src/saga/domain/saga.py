@@ -46,6 +46,7 @@ __all__ = [
     "CreateOrderSaga",
     "HistoryEntry",
     "HistoryKind",
+    "NotCancellable",
     "NothingToRetry",
     "ResourceRef",
     "SagaStatus",
@@ -75,6 +76,10 @@ class SagaStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self not in (SagaStatus.STARTED, SagaStatus.COMPENSATING)
+
+
+class NotCancellable(Exception):
+    """A cancel of a saga past STARTED: failing, cancelling or ended (docs/contract.md, "Cancel and retry")."""
 
 
 class NothingToRetry(Exception):
@@ -362,7 +367,8 @@ class CreateOrderSaga:
     def cancel(self, reason: str, now: datetime, policy: SagaPolicy) -> list[Command]:
         """Stops a saga moving forward and undoes what it did; the saga ends CANCELLED."""
         if self.status is not SagaStatus.STARTED:
-            return []
+            already = " and already cancelled" if self.cancel_requested else ""
+            raise NotCancellable(f"saga is {self.status.value}{already}; only a STARTED saga can be cancelled")
         self.cancel_requested = True
         return self._fail_step(f"cancelled: {reason}", True, now, policy)
 

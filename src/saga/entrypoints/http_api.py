@@ -28,7 +28,7 @@ from saga.adapters.envelope import decode_json, encode_command
 from saga.domain.messages import JsonObject
 from saga.domain.money import InvalidOrder
 from saga.domain.policy import SagaPolicy
-from saga.domain.saga import CreateOrderSaga, NothingToRetry, SagaStatus
+from saga.domain.saga import CreateOrderSaga, NotCancellable, NothingToRetry, SagaStatus
 from saga.entrypoints.container import Container
 from saga.entrypoints.exposition import ProcessMetrics, metrics_endpoint
 from saga.entrypoints.idempotency import (
@@ -281,11 +281,12 @@ class SagaApi:
                 if not isinstance(body["reason"], str) or len(body["reason"]) > 500:
                     raise ApiError(400, "reason must be a string of at most 500 characters")
                 reason = body["reason"]
-        saga = await run_in_threadpool(self._orchestrator.cancel, saga_id, reason)
+        try:
+            saga = await run_in_threadpool(self._orchestrator.cancel, saga_id, reason)
+        except NotCancellable as late:
+            raise ApiError(409, str(late)) from None
         if saga is None:
             raise ApiError(404, f"no saga {saga_id}")
-        if not saga.cancel_requested:
-            raise ApiError(409, f"saga is {saga.status.value}; only a STARTED saga can be cancelled")
         return JSONResponse({"success": True, "saga_id": saga.id, "status": saga.status.value}, status_code=202)
 
     async def receive_event(self, request: Request) -> Response:

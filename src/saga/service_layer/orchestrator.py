@@ -464,7 +464,9 @@ class SagaOrchestrator:
         return 1
 
     def cancel(self, saga_id: str, reason: str) -> CreateOrderSaga | None:
-        """Undoes a saga still moving forward; it ends CANCELLED. None if the saga is unknown."""
+        """Undoes a saga still moving forward; it ends CANCELLED. None if the saga is unknown;
+        raises NotCancellable, changing nothing, when it is past STARTED (docs/contract.md,
+        "Cancel and retry"), also when a cancel already moved it on."""
         for _ in range(CONFLICT_RETRIES):
             now = self._clock.now()
             try:
