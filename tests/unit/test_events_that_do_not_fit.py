@@ -303,3 +303,17 @@ def test_ignored_events_are_counted_from_zero() -> None:
     saga.handle(event("timer.started"), at(1), POLICY)
 
     assert saga.ignored_events == 1
+
+
+def test_a_confirmation_naming_another_resource_says_so_not_what_was_awaited() -> None:
+    saga, _ = saga_at(Step.GET_PAYMENT_INFO)
+    saga.handle(failure_event(Step.GET_PAYMENT_INFO), at(1), POLICY)
+    held = saga.order_id
+
+    saga.handle(event("order.cancelled", {"order_id": "someone-elses"}), at(2), POLICY)
+
+    assert saga.history[-1].kind is HistoryKind.IGNORED
+    assert (
+        saga.history[-1].detail
+        == f"order.cancelled names order someone-elses; the cancel_order running undoes order {held}"
+    )

@@ -145,3 +145,8 @@ def test_kafka_dead_letters_an_event_holding_a_non_finite_number(literal: str) -
         (record, True)
     ]
     assert harness.saga(saga_id).order_id is None
+
+
+def test_an_integer_of_thousands_of_digits_is_outside_the_finite_range_in_our_words() -> None:
+    with pytest.raises(ValueError, match=r"^number 1{40} is outside the finite range$"):
+        decode_json("1" * 5000)

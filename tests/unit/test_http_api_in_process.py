@@ -272,6 +272,22 @@ def test_a_header_given_twice_that_the_saga_would_keep_is_a_400_and_nothing_chan
     assert history(api.saga(saga_id), "operator") == []
 
 
+def test_a_number_beyond_a_double_is_named_as_such_not_as_broken_json(healthy: Api) -> None:
+    body = json.dumps(ORDER).replace("12.99", "1e309")
+
+    response = api_post_json(healthy, "/api/orders", body)
+
+    assert response.status_code == 400
+    assert (
+        response.json()["error"]
+        == "body is JSON the orchestrator does not take: number 1e309 is outside the finite range"
+    )
+
+
+def api_post_json(api: Api, path: str, body: str) -> Any:
+    return api.client.post(path, content=body, headers={"Content-Type": "application/json"})
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}],

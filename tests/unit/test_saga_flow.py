@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+import pytest
 from tests.unit.domain_helpers import (
     AMOUNT_CENTS,
     CURRENCY,
@@ -257,6 +258,20 @@ def test_status_updated_to_something_else_fails_the_step() -> None:
     assert saga.status is SagaStatus.COMPENSATING
     assert [c.type for c in commands] == ["revert_payment"]
     assert saga.error is not None and "REJECTED" in saga.error
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [(None, "null"), ("PENDING", '"PENDING"'), (5, "5"), (True, "true"), ({"a": 1}, "an object"), ("a\nb", '"a b"')],
+)
+def test_a_status_that_is_not_created_is_named_in_the_error_as_json_not_as_python(status: object, shown: str) -> None:
+    saga, _ = start()
+    for second, step in enumerate((Step.CREATE_ORDER, Step.GET_PAYMENT_INFO, Step.AUTHORIZE_PAYMENT), start=1):
+        saga.handle(success_event(step), at(second), POLICY)
+
+    saga.handle(event("order.status_updated", {"status": status}), at(4), POLICY)
+
+    assert saga.error == f'UPDATE_ORDER_STATUS failed: status is {shown}, expected "CREATED"'
 
 
 def test_each_saga_start_uses_a_new_message_id() -> None:

@@ -86,7 +86,9 @@ def _finite_float(text: str) -> JsonNumber:
 
 
 def _finite_int(text: str) -> int:
-    number = int(text)  # Python refuses more than 4,300 digits itself (ValueError)
+    if len(text.lstrip("-")) > _FLOAT_MAX_DIGITS:  # before int(), which refuses 4,301 digits in its own words
+        raise ValueError(f"number {text[:40]} is outside the finite range")
+    number = int(text)
     if len(text) >= _FLOAT_MAX_DIGITS and abs(number) > _FLOAT_MAX:
         raise ValueError(f"number {text[:40]} is outside the finite range")
     return number

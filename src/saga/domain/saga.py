@@ -303,7 +303,7 @@ class CreateOrderSaga:
                 resource_id = _resource_id(event, resource)
                 if resource_id is not None and resource_id not in self._held(resource):
                     return self._not_held(resource, resource_id, event, now, policy)
-        return self._ignore(event, now, self._why_not_fitting())
+        return self._ignore(event, now, self._why_not_fitting(event))
 
     def note_duplicate(self, event: Event, now: datetime) -> None:
         """Records a message that was processed before (same message_id): it changes nothing."""
@@ -319,7 +319,7 @@ class CreateOrderSaga:
             got = event.payload.get(name, expected)
             if got != expected:
                 return self._fail_step(
-                    f"{spec.step} failed: {name} is {got!r}, expected {expected!r}", False, now, policy
+                    f"{spec.step} failed: {name} is {_shown(got)}, expected {_shown(expected)}", False, now, policy
                 )
         following = STEPS.index(spec.step) + 1
         if following < len(STEPS):
@@ -575,7 +575,7 @@ class CreateOrderSaga:
                 return entry.detail
         return self.error
 
-    def _why_not_fitting(self) -> str:
+    def _why_not_fitting(self, event: Event) -> str:
         if self.awaiting is None:
             return "saga is not waiting for a reply"
         spec = STEP[self.current_step]
@@ -583,7 +583,12 @@ class CreateOrderSaga:
             return f"waiting for {spec.action.success} or {' or '.join(spec.action.failures)}"
         running = self._running()
         if running is not None:
-            action = self.compensations[running].spec.action
+            undo = self.compensations[running]
+            action = undo.spec.action
+            named = _resource_id(event, undo.spec.undoes)
+            if event.type in action.replies and None not in (named, undo.resource_id) and named != undo.resource_id:
+                resource = undo.spec.undoes.value
+                return f"{event.type} names {resource} {named}; the {undo.command_type} running undoes {_named(undo)}"
             return f"waiting for {action.success} or {' or '.join(action.failures)}"
         return "saga is not waiting for this reply"
 
@@ -622,6 +627,20 @@ _LEARNABLE = (UndoStatus.PENDING, UndoStatus.RUNNING, UndoStatus.UNKNOWN)
 
 def _detail(text: str) -> str:
     return bounded(text, MAX_HISTORY_DETAIL_CHARS)
+
+
+def _shown(value: object) -> str:
+    """A payload value in a saga's error, as the JSON it came as (`null`, `"PENDING"`), not as
+    Python writes it; on one line and short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{bounded(one_line(value), 100)}"'
+    if isinstance(value, int | float):
+        return bounded(str(value), 100)
+    return "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else "a value"
 
 
 def _named(undo: Undo) -> str:

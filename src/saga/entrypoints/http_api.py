@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -139,8 +140,10 @@ def parse_object(body: bytes) -> JsonObject:
         value = decode_json(body)
     except RecursionError:
         raise ApiError(400, "body is not valid JSON: nested too deeply") from None
-    except ValueError as error:
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(400, f"body is not valid UTF-8 JSON: {error}") from None
+    except ValueError as error:  # JSON, but holding what the orchestrator refuses to store
+        raise ApiError(400, f"body is JSON the orchestrator does not take: {error}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "body must be a JSON object")
     return value
