@@ -352,6 +352,8 @@ class SagaOrchestrator:
         now = self._clock.now()
         outcomes: list[EventOutcome] = []
         changes: list[tuple[CreateOrderSaga, SagaBefore, SagaBefore, Event]] = []
+        steps: list[str | None] = []
+        """The step each event's saga was at when it came (its log lines say so)."""
         loaded_status: dict[str, SagaStatus] = {}
         commands: dict[str, list[Command]] = {}
         """The commands each saga decided in this batch, not yet written."""
@@ -365,6 +367,7 @@ class SagaOrchestrator:
             )
             for index, event in enumerate(events):
                 saga = sagas.get(event.saga_id)
+                steps.append(None if saga is None else saga.current_step.value)
                 if saga is None:
                     outcomes.append(EventOutcome.UNKNOWN_SAGA)
                     continue
@@ -404,22 +407,22 @@ class SagaOrchestrator:
             uow.outbox.add(queued, self._hold_until(now))
             _commit(uow)
         # Said once it is true: a transaction retried after a conflict would say it again.
-        for saga_id, count in withdrawn.items():
-            if count:
-                log.info("saga %s: %d unsent command(s) withdrawn", saga_id, count)
-        for event, outcome in zip(events, outcomes, strict=True):
+        for event, outcome, step in zip(events, outcomes, steps, strict=True):
             self._metrics.event(event.type, outcome.value)
             if outcome is not EventOutcome.APPLIED:
-                with log_context(saga_id=event.saga_id, message_id=event.message_id):
+                with log_context(saga_id=event.saga_id, message_id=event.message_id, step=step):
                     log.info("event %s for saga %s: %s", event.type, event.saga_id, outcome.value)
         for saga, before, after, event in changes:
             self._metrics.saga_changed(saga, before, now, reply=event, after=after)
             if log.isEnabledFor(logging.DEBUG):
-                with log_context(saga_id=saga.id, message_id=event.message_id):
+                with log_context(saga_id=saga.id, message_id=event.message_id, step=saga.current_step.value):
                     log.debug("saga %s: %s applied; %s at %s", saga.id, event.type, after.status, saga.current_step)
         self._queued(queued)
         for saga in touched:
-            self._log_status(saga, loaded_status[saga.id])
+            with log_context(saga_id=saga.id, step=saga.current_step.value):
+                if withdrawn.get(saga.id):
+                    log.info("saga %s: %d unsent command(s) withdrawn", saga.id, withdrawn[saga.id])
+                self._log_status(saga, loaded_status[saga.id])
         return outcomes
 
     def sweep_deadlines(self, limit: int = 500, events_read_until: datetime | None = None) -> int:
