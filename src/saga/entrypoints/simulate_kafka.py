@@ -5,6 +5,14 @@ command on its participant's event topic, keyed by the saga id, as a real
 participant would. Like one, it answers a re-sent command (same message_id) with
 the reply it gave the first time. Options make it misbehave on purpose: a failing
 or silent step, a delay, every reply published twice.
+
+It shares the machine with the orchestrator in every benchmark, so it spends as
+little as it can per command: a poll's commands are answered together, their
+replies handed to the producer at once and not waited for one by one, and the
+offsets of answered commands committed at most every `COMMIT_INTERVAL_SECONDS`.
+A command is answered once: when the broker refuses a reply, the commands not yet
+committed are read again after reconnecting, and each gets the replies it was
+given the first time that the broker has not taken yet, never new ones.
 """
 
 from __future__ import annotations
@@ -15,17 +23,19 @@ import logging
 import random
 import signal
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from kafka.producer.future import FutureRecordMetadata
+from kafka.future import Future
 
 from saga.adapters.kafka_consumer import InboundRecord, KafkaRecordConsumer, KafkaUnavailable
-from saga.adapters.kafka_publisher import await_acknowledgement, create_producer, ensure_topics
+from saga.adapters.kafka_publisher import create_producer, ensure_topics
 from saga.adapters.simulated_participants import SimulatedParticipants
 from saga.adapters.simulation_profiles import DefaultProfile, ParticipantProfile
 from saga.domain.messages import COMMANDS, JsonObject, Participant
@@ -36,6 +46,86 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GROUP_ID = "create-order-saga-simulator"
 POLL_TIMEOUT_MS = 200
+COMMIT_INTERVAL_SECONDS = 0.5
+"""Longest wait before the offsets of answered commands are committed. A commit per poll
+cost the simulator more than its answers; a clean stop commits all answered commands,
+a crash answers at most this much again after a restart."""
+
+REMEMBERED_ANSWERS = 100_000
+"""Uncommitted commands whose answers are kept; past it the oldest are forgotten."""
+
+_ENCODER = json.JSONEncoder(allow_nan=False)
+"""json.dumps(reply, allow_nan=False) without building an encoder per reply."""
+
+RecordKey = tuple[str, int, int]
+"""A command record's topic, partition and offset."""
+
+
+class CommandSource(Protocol):
+    """What the simulator needs of its consumer (`KafkaRecordConsumer`)."""
+
+    def poll(self, timeout_ms: int) -> list[InboundRecord]: ...
+
+    def commit(self, done: Sequence[InboundRecord]) -> None: ...
+
+    def assignment(self) -> list[str]: ...
+
+
+class ReplySink(Protocol):
+    """What the simulator needs of its producer (kafka-python's `KafkaProducer`)."""
+
+    def send(self, topic: str, *, value: bytes, key: bytes | None = None, partition: int | None = None) -> Future: ...
+
+    def partitions_for(self, topic: str) -> set[int]: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass
+class _Reply:
+    """One reply record: its topic, key (None: unkeyed) and bytes, and its send once handed to the producer."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    sent: Future | None = None
+
+    @property
+    def taken(self) -> bool:
+        """The broker acknowledged it."""
+        return self.sent is not None and self.sent.succeeded()
+
+    @property
+    def to_send(self) -> bool:
+        """Never handed over, or refused: it must be sent (again)."""
+        return self.sent is None or self.sent.failed()
+
+
+@dataclass
+class _Answer:
+    """What one command record was answered with; `fingerprint` tells a record read again
+    from another one at the same offset (a broker that lost its topics)."""
+
+    fingerprint: int
+    replies: list[_Reply]
+
+
+@dataclass
+class _Batch:
+    """Commands of one poll (none for replies released late) and the replies sent for them."""
+
+    records: list[InboundRecord]
+    replies: list[_Reply] = field(default_factory=list)
+
+    def settled(self) -> bool:
+        return all(reply.sent is not None and reply.sent.is_done for reply in self.replies)
+
+    def refusal(self) -> BaseException | None:
+        return next((reply.sent.exception for reply in self.replies if reply.sent and reply.sent.failed()), None)
+
+
+def _record_key(record: InboundRecord) -> RecordKey:
+    return (record.topic, record.partition, record.offset)
 
 
 class KafkaParticipantSimulator:
@@ -48,6 +138,7 @@ class KafkaParticipantSimulator:
         duplicate: bool = False,
         received_log: TextIO | None = None,
         after_batch: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._participants = participants
@@ -58,6 +149,20 @@ class KafkaParticipantSimulator:
         self._delay_seconds = delay_ms / 1000
         self._copies = 2 if duplicate else 1
         self._received_log = received_log
+        self._clock = clock
+        self._event_topics = {
+            participant.value: settings.topics[f"{participant.value}_events"] for participant in Participant
+        }
+        self._partitions: dict[str, list[int]] = {}
+        self._answers: dict[RecordKey, _Answer] = {}
+        """Commands answered and not committed yet: read again, they get these replies, not new ones."""
+        self._unsettled: deque[_Batch] = deque()
+        """Batches whose replies the broker has not all acknowledged yet, oldest first."""
+        self._answered: list[InboundRecord] = []
+        """Commands whose replies the broker acknowledged, to commit."""
+        self._late: list[_Reply] = []
+        """Late replies the broker has not acknowledged, to send again after reconnecting."""
+        self._committed_at = clock()
 
     def command_topics(self) -> list[str]:
         return [self._settings.command_topic(participant) for participant in self._participants.kafka_participants]
@@ -67,7 +172,7 @@ class KafkaParticipantSimulator:
         topics_ready = False
         while not stop.is_set():
             consumer: KafkaRecordConsumer | None = None
-            producer: KafkaProducer | None = None
+            producer = None
             try:
                 topics_ready = topics_ready or ensure_topics(self._settings)
                 if not topics_ready:
@@ -80,7 +185,7 @@ class KafkaParticipantSimulator:
                 except KafkaError as error:
                     raise KafkaUnavailable(f"connecting the producer: {error}") from error
                 backoff.reset()
-                self._serve(consumer, producer, stop)
+                self.serve(consumer, producer, stop)
             except KafkaUnavailable as error:
                 pause = backoff.next_pause()
                 log.warning("simulator: %s; reconnecting in %.1fs", error, pause)
@@ -91,52 +196,132 @@ class KafkaParticipantSimulator:
                 if consumer is not None:
                     consumer.close()
 
-    def _serve(self, consumer: KafkaRecordConsumer, producer: KafkaProducer, stop: threading.Event) -> None:
+    def serve(self, consumer: CommandSource, producer: ReplySink, stop: threading.Event) -> None:
+        """Answers commands until `stop` is set, then waits for the replies in flight and commits
+        what was answered. Raises KafkaUnavailable when the broker refuses or does not take a reply;
+        the commands answered until then are committed (when the broker still takes the commit), the
+        others are read again by the next `serve`."""
+        try:
+            self._serve(consumer, producer, stop)
+        finally:
+            try:
+                self._commit_answered(consumer)
+            except KafkaUnavailable as error:
+                log.warning("simulator: answered commands not committed (%s); they are read again", error)
+            self._unsettled.clear()  # their commands are read again; the replies they lack are sent then
+            self._partitions.clear()
+
+    def _serve(self, consumer: CommandSource, producer: ReplySink, stop: threading.Event) -> None:
+        if self._late:
+            again = _Batch([], [reply for reply in self._late if reply.to_send])
+            self._send(producer, again.replies)
+            self._unsettled.append(again)
         announced = False
         while not stop.is_set():
             records = consumer.poll(POLL_TIMEOUT_MS)
             if not announced and consumer.assignment():
                 log.info("simulator ready: %s as group %s", ", ".join(self.command_topics()), self._group_id)
                 announced = True
-            late = self._participants.release()
+            late = [self._encoded(reply) for reply in self._participants.release()]
             if late:
-                self._publish(producer, late)
-            if not records:
-                if late and self._after_batch is not None:
-                    self._after_batch()
-                continue
-            if self._delay_seconds and stop.wait(self._delay_seconds):
-                return  # stopping: the batch stays uncommitted and is read again next time
-            self._answer(producer, records)
-            consumer.commit(records)
-            if self._after_batch is not None:
+                self._late.extend(late)
+                self._send(producer, late)
+                self._unsettled.append(_Batch([], late))
+            if records:
+                if self._delay_seconds and stop.wait(self._delay_seconds):
+                    break  # stopping: the batch stays uncommitted and is read again next time
+                self._unsettled.append(self._answer(producer, records))
+            if (records or late) and self._after_batch is not None:
                 self._after_batch()
-
-    def _answer(self, producer: KafkaProducer, records: Sequence[InboundRecord]) -> None:
-        commands = [command for record in records if (command := self._command(record)) is not None]
-        replies = [
-            reply for command in self._participants.shuffled(commands) for reply in self._participants.handle(command)
-        ]
-        self._publish(producer, [reply for reply in replies for _ in range(self._copies)])
-
-    def _publish(self, producer: KafkaProducer, replies: Sequence[JsonObject]) -> None:
-        """Publishes replies on their participant's event topic: keyed by saga id, or (as the
-        platform's services do) without a key, on any partition."""
-        pending: list[FutureRecordMetadata] = []
+            self._settle(consumer)
         try:
-            for reply in replies:
-                participant = Participant(str(reply["type"]).split(".")[0])
-                topic = self._settings.topics[f"{participant.value}_events"]
-                value = json.dumps(reply, allow_nan=False).encode()
-                if self._participants.keyed_replies:
-                    pending.append(producer.send(topic, value=value, key=str(reply["correlation_id"]).encode()))
-                else:
-                    partitions = sorted(producer.partitions_for(topic) or {0})
-                    pending.append(producer.send(topic, value=value, partition=self._random.choice(partitions)))
-            for future in pending:
-                await_acknowledgement(future, self._settings.delivery_timeout_ms / 1000 + 1.0)
+            producer.flush(timeout=self._settings.delivery_timeout_ms / 1000 + 1.0)
         except KafkaError as error:
             raise KafkaUnavailable(f"publishing replies: {error}") from error
+        self._settle(consumer, commit_now=True)
+
+    def _answer(self, producer: ReplySink, records: Sequence[InboundRecord]) -> _Batch:
+        """Sends the replies of a poll's records: new commands are handled (in the order the
+        profile handles them), commands read again get their first replies the broker lacks."""
+        batch = _Batch(list(records))
+        fresh: list[tuple[JsonObject, _Answer]] = []
+        for record in records:
+            fingerprint = hash(record.value)
+            answer = self._answers.get(_record_key(record))
+            if answer is not None and answer.fingerprint == fingerprint:
+                batch.replies.extend(reply for reply in answer.replies if reply.to_send)
+                continue
+            answer = _Answer(fingerprint, [])
+            self._answers[_record_key(record)] = answer
+            if len(self._answers) > REMEMBERED_ANSWERS:  # commands another group member took over
+                del self._answers[next(iter(self._answers))]
+            command = self._command(record)
+            if command is not None:
+                fresh.append((command, answer))
+        if self._received_log is not None and fresh:
+            self._received_log.flush()
+        answers = {id(command): answer for command, answer in fresh}
+        for command in self._participants.shuffled([command for command, _ in fresh]):
+            answer = answers[id(command)]
+            for reply in self._participants.handle(command):
+                encoded = self._encoded(reply)
+                answer.replies.extend(
+                    [encoded, *(_Reply(encoded.topic, encoded.key, encoded.value) for _ in range(self._copies - 1))]
+                )
+            batch.replies.extend(answer.replies)
+        self._send(producer, batch.replies)
+        return batch
+
+    def _encoded(self, reply: JsonObject) -> _Reply:
+        """A reply on its participant's event topic: keyed by saga id, or (as the platform's
+        services publish) without a key, on any partition."""
+        topic = self._event_topics[str(reply["type"]).partition(".")[0]]
+        key = str(reply["correlation_id"]).encode() if self._participants.keyed_replies else None
+        return _Reply(topic, key, _ENCODER.encode(reply).encode())
+
+    def _send(self, producer: ReplySink, replies: Iterable[_Reply]) -> None:
+        """Hands the replies to the producer without waiting for the broker; `_settle` checks them."""
+        try:
+            for reply in replies:
+                if reply.key is not None:
+                    reply.sent = producer.send(reply.topic, value=reply.value, key=reply.key)
+                else:
+                    partition = self._random.choice(self._partitions_of(producer, reply.topic))
+                    reply.sent = producer.send(reply.topic, value=reply.value, partition=partition)
+        except KafkaError as error:
+            raise KafkaUnavailable(f"publishing replies: {error}") from error
+
+    def _partitions_of(self, producer: ReplySink, topic: str) -> list[int]:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(producer.partitions_for(topic) or {0})
+        return partitions
+
+    def _settle(self, consumer: CommandSource, commit_now: bool = False) -> None:
+        """Moves the batches the broker has acknowledged, oldest first, to the commands to commit,
+        and commits them when `COMMIT_INTERVAL_SECONDS` passed. Raises KafkaUnavailable when it
+        refused a reply."""
+        while self._unsettled and self._unsettled[0].settled():
+            refusal = self._unsettled[0].refusal()
+            if refusal is not None:
+                raise KafkaUnavailable(f"publishing replies: {type(refusal).__name__}: {refusal}")
+            batch = self._unsettled.popleft()
+            self._answered.extend(batch.records)
+        if self._late:
+            self._late = [reply for reply in self._late if not reply.taken]
+        if commit_now or self._clock() - self._committed_at >= COMMIT_INTERVAL_SECONDS:
+            self._commit_answered(consumer)
+
+    def _commit_answered(self, consumer: CommandSource) -> None:
+        self._committed_at = self._clock()
+        if not self._answered:
+            return
+        done, self._answered = self._answered, []
+        try:
+            consumer.commit(done)
+        finally:
+            for record in done:
+                self._answers.pop(_record_key(record), None)
 
     def _command(self, record: InboundRecord) -> JsonObject | None:
         try:
@@ -149,7 +334,6 @@ class KafkaParticipantSimulator:
             return None
         if self._received_log is not None:
             self._received_log.write(f"{command.get('message_id')} {command['type']} {command.get('correlation_id')}\n")
-            self._received_log.flush()
         return command
 
 
