@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from dependency_injector import providers
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from saga.adapters.clock import ManualClock
@@ -25,6 +29,7 @@ from saga.ports.persistence import StorageUnavailable, UnitOfWork
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
 from saga.service_layer.receiver import EventReceiver, GroupedReceiver, Receipt
+from saga.service_layer.tracing import Tracing
 
 BURGER = {"foodItems": [{"name": "Burger", "price": 12.99, "quantity": 1}]}
 
@@ -232,3 +237,27 @@ def test_events_posted_at_once_over_http_are_answered_each_by_its_own_status(gat
         assert saga is not None and saga.order_id == f"order-of-{saga_id}"
     container.unit_of_work.reset_override()
     container.memory_store.reset_override()
+
+
+def test_an_event_posted_with_a_traceparent_of_its_own_is_linked_to_the_span_that_applies_it() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    container = Container(settings=Settings(database_url="memory://", transport="memory"))
+    container.tracing.override(providers.Object(Tracing(provider)))
+    client = TestClient(create_app(container), raise_server_exceptions=False)
+    saga_id = container.orchestrator().start("cust_1", BURGER).id
+    foreign_trace = uuid.uuid4().int
+
+    response = client.post(
+        "/api/events",
+        content=order_created(saga_id, "m-1"),
+        headers={"Content-Type": "application/json", "traceparent": f"00-{foreign_trace:032x}-{0xABC:016x}-01"},
+    )
+
+    assert response.status_code == 202
+    applied = [span for span in exporter.get_finished_spans() if span.name == "saga.apply_event"]
+    assert len(applied) == 1 and applied[0].context is not None
+    assert applied[0].context.trace_id == uuid.UUID(saga_id).int  # the saga's own trace
+    assert [link.context.trace_id for link in applied[0].links] == [foreign_trace]
+    container.tracing.reset_override()
