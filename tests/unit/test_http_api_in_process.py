@@ -18,13 +18,13 @@ from dependency_injector import providers
 from starlette.testclient import TestClient
 
 from saga.adapters.clock import ManualClock
-from saga.adapters.envelope import encode_json
+from saga.adapters.envelope import decode_json, encode_json
 from saga.adapters.simulated_participants import SimulatedParticipants
 from saga.domain.policy import SagaPolicy
 from saga.entrypoints.config import HttpSettings, Settings
 from saga.entrypoints.consumers import MemoryEventConsumer
 from saga.entrypoints.container import Container
-from saga.entrypoints.http_api import create_app
+from saga.entrypoints.http_api import create_app, create_order_bytes
 
 TOKEN = "s3cret-operator-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -444,3 +444,13 @@ def sent_sizes(api: Api) -> list[int]:
     api.settle()
     sent = api.container.memory_transport().sent
     return [len(encode_json(envelope).encode()) for envelope in sent if envelope["type"] == "create_order"]
+
+
+def test_the_size_intake_reckons_is_the_size_of_the_command_sent(healthy: Api) -> None:
+    api = healthy
+    body = '{"customer_id": "c\\u00e9", "order_details": {"foodItems": [{"price": 1E1, "quantity": 2}], "n": "€\\n\\"", "x": [null, true, 1.50]}}'
+    request = decode_json(body)
+
+    assert api.client.post("/api/orders", content=body, headers={"Content-Type": "application/json"}).status_code == 202
+
+    assert sent_sizes(api) == [create_order_bytes(request["customer_id"], request["order_details"])]

@@ -7,6 +7,7 @@ thread pool because storage is blocking.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from saga.adapters.envelope import decode_json, encode_command
+from saga.adapters.envelope import decode_json, encode_command, encode_json
 from saga.domain.messages import JsonObject
 from saga.domain.money import InvalidOrder
 from saga.domain.policy import SagaPolicy
@@ -123,16 +124,19 @@ def order_request(body: JsonObject, max_command_bytes: int) -> tuple[str, JsonOb
 def create_order_bytes(customer_id: str, order_details: JsonObject) -> int:
     """The size in bytes of the `create_order` envelope an order becomes: the order written
     as the orchestrator writes JSON (ASCII, so `é` takes 6 bytes), inside its envelope. The
-    saga's id, the message id and the timestamp are the same length for every saga."""
-    placeholder = str(uuid.UUID(int=0))
+    envelope around the two values (the saga's and message's ids, the timestamp) is the same
+    length for every saga, so it is measured once."""
+    return _create_order_frame_bytes() + len(encode_json(customer_id)) + len(encode_json(order_details))
+
+
+@functools.cache
+def _create_order_frame_bytes() -> int:
+    """What a `create_order` envelope holds besides its `customer_id` and `order_details`, in bytes."""
+    customer_id, order_details = "c", {"x": 1}
     _, commands = CreateOrderSaga.start(
-        placeholder, customer_id, order_details, 0, "XXX", datetime.now(UTC), _SIZING_POLICY
+        str(uuid.UUID(int=0)), customer_id, order_details, 0, "XXX", datetime.now(UTC), SagaPolicy()
     )
-    return len(encode_command(commands[0]))
-
-
-_SIZING_POLICY = SagaPolicy()
-"""The create_order payload reads no policy; any will do to build one for its size."""
+    return len(encode_command(commands[0])) - len(encode_json(customer_id)) - len(encode_json(order_details))
 
 
 def parse_object(body: bytes) -> JsonObject:
