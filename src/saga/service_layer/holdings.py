@@ -23,8 +23,18 @@ class BatchHoldings:
     """The holder of each resource a batch's events name: as the unit of work read it
     before the batch, and as the batch's sagas came to hold resources since."""
 
-    def __init__(self, repository: SagaRepository, events: Sequence[Event]) -> None:
-        named = {ref for ref in map(named_resource, events) if ref is not None}
+    def __init__(
+        self, repository: SagaRepository, events: Sequence[Event], sagas: Mapping[str, CreateOrderSaga]
+    ) -> None:
+        """Asks `repository` about the resources `events` name that their own saga (in
+        `sagas`, by id) does not hold already: an event naming its saga's own resource is
+        applied whoever else holds it, so only the others need asking (and, on PostgreSQL,
+        locking)."""
+        named: set[ResourceRef] = set()
+        for event in events:
+            ref, saga = named_resource(event), sagas.get(event.saga_id)
+            if ref is not None and saga is not None and not saga.holds(ref):
+                named.add(ref)
         self._holder: dict[ResourceRef, str] = repository.holders(named) if named else {}
 
     def elsewhere(self, saga: CreateOrderSaga, event: Event) -> Mapping[ResourceRef, str]:

@@ -360,7 +360,7 @@ class SagaOrchestrator:
         with self._uow_factory() as uow:
             # Without their history: applying an event appends to it and never reads it.
             sagas = uow.sagas.get_many([event.saga_id for event in events], history=False)
-            holdings = BatchHoldings(uow.sagas, [event for event in events if event.saga_id in sagas])
+            holdings = BatchHoldings(uow.sagas, events, sagas)
             fresh = uow.inbox.record_many(
                 [(event.saga_id, event.message_id) for event in events if event.saga_id in sagas and event.message_id],
                 now,
