@@ -154,14 +154,16 @@ def _claim(candidates: Select[tuple[int]]) -> ReturningUpdate[Any]:
     )
 
 
-UNSENT = outbox.c.sent_at.is_(None)
+# The candidates are read through an alias, so the subquery plainly reads its own rows.
+CLAIMABLE = outbox.alias("claimable")
+UNSENT_CLAIMABLE = CLAIMABLE.c.sent_at.is_(None)
 CLAIM_BY_MESSAGE_IDS = _claim(
-    select(outbox.c.id).where(outbox.c.message_id.in_(bindparam("message_ids", expanding=True)), UNSENT)
+    select(CLAIMABLE.c.id).where(CLAIMABLE.c.message_id.in_(bindparam("message_ids", expanding=True)), UNSENT_CLAIMABLE)
 )
 CLAIM_DUE = _claim(
-    select(outbox.c.id)
-    .where(UNSENT, outbox.c.available_at <= bindparam("now"))
-    .order_by(outbox.c.available_at, outbox.c.id)
+    select(CLAIMABLE.c.id)
+    .where(UNSENT_CLAIMABLE, CLAIMABLE.c.available_at <= bindparam("now"))
+    .order_by(CLAIMABLE.c.available_at, CLAIMABLE.c.id)
     .limit(bindparam("limit"))
 )
 PUT_BACK = (
