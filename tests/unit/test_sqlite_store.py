@@ -243,6 +243,23 @@ def test_a_database_at_0004_upgrades_and_finds_who_holds_what_its_sagas_held(sql
     check_resources_held_before_the_upgrade_to_holders_are_found(sqlite_url)
 
 
+def test_a_resource_held_beside_the_columns_is_one_row_however_often_saved(engine: Engine) -> None:
+    saga = make_saga()  # its clean-up names order-2, which is not its order_id
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        uow.sagas.add(saga)
+        uow.commit()
+    for error in ("again", "and again"):
+        # Saved by units of work that did not read it: they cannot tell what is stored.
+        with SqlAlchemyUnitOfWork(engine) as uow:
+            saga.error = error
+            uow.sagas.save(saga)
+            uow.commit()
+
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT kind, resource_id, saga_id FROM saga_resources")).all()
+    assert [tuple(row) for row in rows] == [("order", "order-2", saga.id)]
+
+
 def test_a_save_writes_only_what_changed_and_appends_the_new_history(engine: Engine) -> None:
     saga = make_saga()
     with SqlAlchemyUnitOfWork(engine) as uow:
