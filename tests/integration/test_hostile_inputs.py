@@ -376,3 +376,18 @@ def test_postgresql_takes_an_event_with_unstorable_text_only_where_the_saga_igno
         saga = requests.get(f"{base}/api/sagas/{saga_id}", timeout=5).json()
         assert saga["order_id"] == "o1" and saga["status"] == "COMPENSATING"
         assert saga["error"] == "GET_PAYMENT_INFO failed: E: no\ufffdcard"
+
+
+@pytest.mark.postgres
+def test_a_search_for_text_no_database_stores_finds_nothing_on_postgresql(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": fresh_database_url, "SAGA_TRANSPORT": "memory"}
+    with saga_process(["serve"], env, tmp_path / "server.log") as base:
+        start(base)
+        answers = [requests.get(f"{base}/ui/", params={"q": term}, timeout=5) for term in ("cust_1\x00", "\x00")]
+        found = requests.get(f"{base}/ui/", params={"q": "cust_1"}, timeout=5)
+
+    assert [answer.status_code for answer in answers] == [200, 200], answers[0].text[:300]
+    assert all("cust_1</" not in answer.text for answer in answers)
+    assert found.status_code == 200 and "cust_1" in found.text

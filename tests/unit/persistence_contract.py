@@ -514,6 +514,15 @@ class PersistenceContract:
         assert [s.id for s in limited] == [newer.id]
         assert partial == []
 
+    @pytest.mark.parametrize("term", ["cust-search\x00", "\x00", "\udc00"])
+    def test_search_for_text_no_saga_can_hold_finds_nothing(self, uow_factory: UnitOfWorkFactory, term: str) -> None:
+        saga = make_saga()
+        saga.customer_id = "cust-search"
+        self.store(uow_factory, saga)
+
+        with uow_factory(read_only=True) as uow:
+            assert uow.sagas.search(term, 10) == []
+
     def test_page_needs_a_positive_limit(self, uow_factory: UnitOfWorkFactory) -> None:
         with uow_factory() as uow, pytest.raises(ValueError):
             uow.sagas.page(None, 0, None)

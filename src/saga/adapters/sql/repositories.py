@@ -426,6 +426,8 @@ class SqlAlchemySagaRepository(SagaRepository):
             return list(self._connection().execute(query).scalars())
 
     def search(self, term: str, limit: int) -> list[CreateOrderSaga]:
+        if not _storable(term):
+            return []  # no saga holds it, and PostgreSQL refuses it even as a query's parameter
         # Customer and order ids have no index: an operator's search reads the table.
         connection = self._connection()
         query = (
@@ -567,3 +569,13 @@ class SqlAlchemyInbox(Inbox):
     def purge(self, processed_before: datetime, limit: int) -> int:
         with translated_errors():
             return int(self._connection().execute(PURGE_INBOX, {"before": processed_before, "batch": limit}).rowcount)
+
+
+def _storable(text: str) -> bool:
+    """False for text with a NUL or half a surrogate pair, which no database here stores
+    (docs/contract.md, "Message envelope")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
