@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -373,7 +374,10 @@ class SagaOrchestrator:
                     continue
                 loaded_status.setdefault(saga.id, saga.status)
                 with (
-                    incoming_traceparent(traceparents[index] if traceparents else None),
+                    # Without one of its own, the event keeps the one it was handed in with.
+                    incoming_traceparent(traceparents[index])
+                    if traceparents and traceparents[index]
+                    else nullcontext(),
                     log_context(saga_id=event.saga_id, message_id=event.message_id, step=saga.current_step.value),
                     self._tracing.use_case("saga.apply_event", event.saga_id, event.message_id),
                 ):
