@@ -9,7 +9,7 @@ stores of the same kind, and compare every outcome, every saga and the outbox.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -31,11 +31,13 @@ from saga.adapters.clock import ManualClock
 from saga.adapters.memory_store import InMemoryStore, InMemoryUnitOfWork
 from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
 from saga.adapters.sql.migrations import upgrade
-from saga.domain.messages import Event
+from saga.domain.messages import Command, Event
 from saga.domain.saga import CreateOrderSaga, SagaStatus, Step
+from saga.ports.messaging import CommandPublisher, Delivered, SendResult
 from saga.ports.persistence import StorageUnavailable, UnitOfWork, UnitOfWorkFactory
 from saga.service_layer.metrics import Metrics
 from saga.service_layer.orchestrator import EventOutcome, SagaOrchestrator
+from saga.service_layer.relay import OutboxRelay
 
 StoreMaker = Callable[[], UnitOfWorkFactory]
 
@@ -159,10 +161,8 @@ def test_a_batch_ends_where_one_event_at_a_time_ends(new_store: StoreMaker) -> N
     assert unsent(batched)[SAGAS[2]] == ["cancel_order"]
 
 
-def test_a_batch_is_one_commit(new_store: StoreMaker) -> None:
-    uow_factory = new_store()
-    orchestrator = orchestrator_over(uow_factory)
-    commits: list[int] = []
+def counting_commits(uow_factory: UnitOfWorkFactory, commits: list[int]) -> UnitOfWorkFactory:
+    """`uow_factory`, each commit of its units of work noted in `commits`."""
 
     def counting(read_only: bool = False) -> UnitOfWork:
         uow = uow_factory(read_only)
@@ -175,7 +175,14 @@ def test_a_batch_is_one_commit(new_store: StoreMaker) -> None:
         uow.commit = counted  # type: ignore[method-assign]
         return uow
 
-    orchestrator._uow_factory = counting
+    return counting
+
+
+def test_a_batch_is_one_commit(new_store: StoreMaker) -> None:
+    uow_factory = new_store()
+    orchestrator = orchestrator_over(uow_factory)
+    commits: list[int] = []
+    orchestrator._uow_factory = counting_commits(uow_factory, commits)
     outcomes = orchestrator.apply_events(mixed_batch())
 
     assert len(outcomes) == len(mixed_batch())
@@ -228,3 +235,26 @@ def test_a_batch_whose_commit_fails_writes_nothing(new_store: StoreMaker) -> Non
     # Applied again after the outage, the same batch ends as if nothing had happened before.
     again = orchestrator.apply_events(mixed_batch())
     assert again.count(EventOutcome.DUPLICATE) == 2
+
+
+class AnsweringAtOnce(CommandPublisher):
+    """A participant that answers every create_order in its HTTP response, as a 200 does."""
+
+    def publish(self, commands: Sequence[Command]) -> list[SendResult]:
+        return [Delivered(success(SAGAS.index(command.saga_id), Step.CREATE_ORDER)) for command in commands]
+
+    def healthy(self) -> str | None:
+        return None
+
+
+def test_the_replies_a_relayed_batch_brought_back_are_applied_in_one_commit(new_store: StoreMaker) -> None:
+    uow_factory = new_store()
+    orchestrator = orchestrator_over(uow_factory)
+    commits: list[int] = []
+    orchestrator._uow_factory = counting_commits(uow_factory, commits)
+    relay = OutboxRelay(orchestrator._uow_factory, AnsweringAtOnce(), orchestrator, ManualClock(NOW), Metrics())
+
+    assert relay.send_due() == len(SAGAS)
+
+    assert len(commits) == 2  # the relay's claim, then the five replies together
+    assert all(orchestrator.get(saga_id).current_step is Step.GET_PAYMENT_INFO for saga_id in SAGAS)  # type: ignore[union-attr]

@@ -167,6 +167,12 @@ class OutboxRelay:
                 with log_context(saga_id=command.saga_id, message_id=command.message_id):
                     log.debug("command %s of saga %s sent", command.type, command.saga_id)
         self._metrics.count("commands_sent", sum(1 for result in results if not isinstance(result, Undelivered)))
+        if len(replies) > 1:
+            try:
+                self._orchestrator.apply_events(replies)  # one transaction for the batch's replies
+                return
+            except Exception as error:
+                log.warning("%d replies failed as a batch (%r); applying them one at a time", len(replies), error)
         for reply in replies:
             self._orchestrator.apply_event(reply)
 
