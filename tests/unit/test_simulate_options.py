@@ -65,3 +65,30 @@ def test_options_the_platform_profile_does_not_take_are_refused(options: list[st
 def test_the_command_line_says_why_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--transport", "kafka", "--profile", "platform", "--silent", "nobody"]) == 2
     assert "unknown service or command nobody" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "expected"),
+    [
+        ([], {}, "http://127.0.0.1:3101"),
+        ([], {"PORT": "4200"}, "http://127.0.0.1:4200"),
+        (["--orchestrator-url", "http://orchestrator:8080"], {}, "http://orchestrator:8080"),
+    ],
+)
+def test_the_platform_profile_over_http_posts_its_late_replies_to_the_orchestrator_by_default(
+    options: list[str], environment: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+
+    def run(host: str, port: int, args: object, orchestrator_url: str, *rest: object) -> None:
+        started.append(orchestrator_url)
+
+    monkeypatch.setattr("saga.entrypoints.simulate_platform.run_platform_http_simulator", run)
+    for name in ("PORT", "SAGA_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["simulate", "--profile", "platform", "--port", "3192", *options]) == 0
+
+    assert started == [expected]

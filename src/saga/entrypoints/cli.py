@@ -85,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
         help="answer 202 and deliver the event later to the orchestrator's /api/events",
     )
     simulate.add_argument(
-        "--orchestrator-url", help="where --async delivers events (default: http://127.0.0.1:PORT of the orchestrator)"
+        "--orchestrator-url",
+        help="where events not answered in the HTTP response go: --async's, and the platform profile's late "
+        "and second replies (default: http://127.0.0.1:PORT of the orchestrator)",
     )
     simulate.add_argument("--events-token", help="bearer token for /api/events (default: SAGA_EVENTS_TOKEN)")
     simulate.add_argument("--flaky", type=float, default=0.0, metavar="P", help="answer 503 with probability P")
@@ -238,7 +240,9 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         from saga.entrypoints.simulate_platform import run_platform_http_simulator
 
         token = args.events_token or settings.http.events_token
-        run_platform_http_simulator(args.host, args.port, args, token, settings.log_level.lower())
+        # Late and second replies go to the orchestrator's /api/events, as the real services' would.
+        orchestrator_url = args.orchestrator_url or f"http://127.0.0.1:{settings.port}"
+        run_platform_http_simulator(args.host, args.port, args, orchestrator_url, token, settings.log_level.lower())
         return 0
     from saga.entrypoints.simulate_http import SimulatorOptions, run_http_simulator
 

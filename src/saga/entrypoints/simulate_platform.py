@@ -264,11 +264,12 @@ class PlatformCommands:
 
 
 def run_platform_http_simulator(
-    host: str, port: int, args: argparse.Namespace, events_token: str | None, log_level: str
+    host: str, port: int, args: argparse.Namespace, orchestrator_url: str, events_token: str | None, log_level: str
 ) -> None:
-    """`saga simulate --transport http --profile platform`: `/commands`, the timer API and the ledger on one port."""
+    """`saga simulate --transport http --profile platform`: `/commands`, the timer API and the ledger on one port;
+    replies not given in a command's answer (late, second) are posted to `orchestrator_url`'s `/api/events`."""
     simulation = platform_from_args(args)
-    commands = PlatformCommands(simulation, args.orchestrator_url, events_token)
+    commands = PlatformCommands(simulation, orchestrator_url, events_token)
     app = create_platform_app(simulation, [Route("/commands", commands.commands, methods=["POST"])])
     commands.start()
     log.info("platform profile (%s) on http://%s:%d: /commands, /StartTimer, /ledger", describe(simulation), host, port)
