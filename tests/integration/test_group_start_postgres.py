@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, select
+from tests.unit.test_group_start import start_orders_at_once
 
 from saga.adapters.clock import ManualClock
 from saga.adapters.sql import SqlAlchemyUnitOfWork, create_engine_from_url
 from saga.adapters.sql.migrations import upgrade
-from saga.adapters.sql.schema import idempotency_keys, outbox, sagas
+from saga.adapters.sql.schema import idempotency_keys, sagas
 from saga.domain.policy import SagaPolicy
 from saga.ports.persistence import UnitOfWork
 from saga.service_layer.metrics import Metrics
@@ -58,24 +59,7 @@ def count_commits(engine: Engine) -> list[int]:
 
 
 def test_concurrent_orders_commit_in_fewer_transactions_than_orders_each_with_its_own_saga(engine: Engine) -> None:
-    orchestrator = orchestrator_on(engine)
-    commits = count_commits(engine)
-    orders = 200
-
-    def start(index: int) -> str:
-        if index % 2:
-            return orchestrator.start(f"cust_{index}", BURGER).id
-        return orchestrator.start_once(f"cust_{index}", BURGER, f"key-{index}", f"digest-{index}")
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        saga_ids = list(pool.map(start, range(orders)))
-
-    assert len(set(saga_ids)) == orders
-    assert commits[0] < orders / 2
-    with engine.connect() as connection:
-        stored = dict(connection.execute(select(sagas.c.id, sagas.c.customer_id)).all())
-        assert connection.execute(select(func.count()).select_from(outbox)).scalar_one() == orders
-    assert [stored[saga_id] for saga_id in saga_ids] == [f"cust_{index}" for index in range(orders)]
+    start_orders_at_once(orchestrator_on(engine), engine, count_commits(engine), 200)
 
 
 def test_two_processes_racing_on_the_same_keys_make_one_saga_per_key(engine: Engine) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from dependency_injector import providers
-from sqlalchemy import event, func, select
+from sqlalchemy import Engine, event, func, select
 from starlette.testclient import TestClient
 
 from saga.adapters.clock import ManualClock
@@ -60,7 +60,14 @@ def test_orders_started_at_once_commit_in_fewer_transactions_than_orders_each_wi
         return SqlAlchemyUnitOfWork(engine, read_only)
 
     orchestrator = SagaOrchestrator(uow_factory, ManualClock(), SagaPolicy(), Metrics())
-    orders = 200
+
+    start_orders_at_once(orchestrator, engine, commits, 200)
+    engine.dispose()
+
+
+def start_orders_at_once(orchestrator: SagaOrchestrator, engine: Engine, commits: list[int], orders: int) -> None:
+    """Starts `orders` orders from 8 threads, every other one with an Idempotency-Key, and checks
+    that they took fewer than half as many commits (counted in `commits[0]`) and each has its own saga."""
 
     def start(index: int) -> str:
         if index % 2:
@@ -76,7 +83,6 @@ def test_orders_started_at_once_commit_in_fewer_transactions_than_orders_each_wi
         stored = dict(connection.execute(select(sagas.c.id, sagas.c.customer_id)).all())
         assert connection.execute(select(func.count()).select_from(outbox)).scalar_one() == orders
     assert all(stored[saga_id] == f"cust_{index}" for index, saga_id in enumerate(saga_ids))
-    engine.dispose()
 
 
 # ------------------------------------------------ one batch, held while others queue

@@ -132,9 +132,9 @@ def create_order_bytes(customer_id: str, order_details: JsonObject) -> int:
 @functools.cache
 def _create_order_frame_bytes() -> int:
     """What a `create_order` envelope holds besides its `customer_id` and `order_details`, in bytes."""
-    customer_id, order_details = "c", {"x": 1}
+    customer_id, order_details, policy = "c", {"x": 1}, SagaPolicy()
     _, commands = CreateOrderSaga.start(
-        str(uuid.UUID(int=0)), customer_id, order_details, 0, "XXX", datetime.now(UTC), SagaPolicy()
+        str(uuid.UUID(int=0)), customer_id, order_details, 0, policy.default_currency, datetime.now(UTC), policy
     )
     return len(encode_command(commands[0])) - len(encode_json(customer_id)) - len(encode_json(order_details))
 
