@@ -77,6 +77,12 @@ class _NewSaga:
     key: tuple[str, str] | None
 
 
+def _undoing_began(status_before: SagaStatus | None, saga: CreateOrderSaga) -> bool:
+    """The saga stopped moving forward: a step command still unsent must never reach its
+    participant after the compensation meant to undo it, so it is withdrawn."""
+    return status_before is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED
+
+
 class CommitUnanswered(StorageUnavailable):
     """The commit itself failed: the work may have been written (the connection broke after COMMIT was sent)."""
 
@@ -391,7 +397,7 @@ class SagaOrchestrator:
                     ignored_before, status_before, before = saga.ignored_events, saga.status, SagaBefore.of(saga)
                     decided = saga.handle(event, now, self._policy, holdings.elsewhere(saga, event))
                     holdings.applied(saga, event)
-                    if status_before is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED:
+                    if _undoing_began(status_before, saga):
                         # Undoing begins: what this batch decided before must not go out either.
                         commands[saga.id] = []
                     commands.setdefault(saga.id, []).extend(decided)
@@ -404,7 +410,7 @@ class SagaOrchestrator:
             withdrawn = {
                 saga.id: uow.outbox.discard_unsent(saga.id, now)
                 for saga in touched
-                if loaded_status[saga.id] is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED
+                if _undoing_began(loaded_status[saga.id], saga)
             }
             uow.sagas.save_many(touched)
             queued = [command for saga in touched for command in commands.get(saga.id, [])]
@@ -561,9 +567,7 @@ class SagaOrchestrator:
         self, uow: UnitOfWork, saga: CreateOrderSaga, commands: list[Command], status_before: SagaStatus | None = None
     ) -> None:
         discarded = 0
-        if status_before is SagaStatus.STARTED and saga.status is not SagaStatus.STARTED:
-            # Undoing begins: a step command still unsent must never reach its participant
-            # after the compensation that was meant to undo it.
+        if _undoing_began(status_before, saga):
             discarded = uow.outbox.discard_unsent(saga.id, saga.updated_at)
         uow.sagas.save(saga)
         uow.outbox.add(commands, self._hold_until(saga.updated_at))
