@@ -235,6 +235,19 @@ class _Stored:
     """Stored entries before the first one in memory: a saga read without its history has them all there."""
 
 
+@dataclass(frozen=True)
+class _Change:
+    """What one save of a saga writes."""
+
+    values: dict[str, Any]
+    """The UPDATE's parameters: the changed columns, the new version, and the version it must match."""
+    history: list[dict[str, Any]]
+    held: set[ResourceRef]
+    """Resources beside its columns the saga came to hold."""
+    progress: dict[str, Any]
+    """Every progress column as written, remembered once the save succeeded."""
+
+
 class SqlAlchemySagaRepository(SagaRepository):
     """Writes a saga's row once, then per save only the columns that changed and the
     history entries it gained; a saga reads back in one statement."""
@@ -242,13 +255,10 @@ class SqlAlchemySagaRepository(SagaRepository):
     def __init__(self, connection: ConnectionSource) -> None:
         self._connection = connection
         self._stored: dict[str, _Stored] = {}
-        self._saved_progress: dict[str, dict[str, Any]] = {}
-        """Progress columns written by the save in progress, by saga id."""
 
     def forget(self) -> None:
         """Drops what it knew of stored rows: the transaction that held them rolled back."""
         self._stored.clear()
-        self._saved_progress.clear()
 
     def add(self, saga: CreateOrderSaga) -> None:
         self.add_many([saga])
@@ -303,32 +313,27 @@ class SqlAlchemySagaRepository(SagaRepository):
         # for SQLAlchemy to prepare; the driver checks every row's version), their history
         # rows inserted by another.
         updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        added: list[dict[str, Any]] = []
         with translated_errors():
             connection = self._connection()
-            held: list[tuple[str, Collection[ResourceRef]]] = []
-            for saga in sagas:
-                values, rows, newly_held = self._changes(connection, saga)
-                updates.setdefault(tuple(values), []).append(values)
-                added += rows
-                held.append((saga.id, newly_held))
+            changes = [self._changes(connection, saga) for saga in sagas]
+            for change in changes:
+                updates.setdefault(tuple(change.values), []).append(change.values)
             for group in updates.values():
                 if connection.execute(UPDATE_SAGA, group if len(group) > 1 else group[0]).rowcount != len(group):
                     stale = ", ".join(f"{values['match_id']} at version {values['match_version']}" for values in group)
                     raise ConcurrencyConflict(f"a saga is no longer at the version read: {stale}")
+            added = [row for change in changes for row in change.history]
             if added:
                 connection.execute(INSERT_HISTORY, added if len(added) > 1 else added[0])
-            self._hold(connection, held)
-        for saga in sagas:
+            self._hold(connection, [(saga.id, change.held) for saga, change in zip(sagas, changes, strict=True)])
+        for saga, change in zip(sagas, changes, strict=True):
             saga.version += 1
             base = self._stored[saga.id].history_base if saga.id in self._stored else 0
-            self._remember(saga, self._saved_progress.pop(saga.id), base)
+            self._remember(saga, change.progress, base)
 
-    def _changes(
-        self, connection: Connection, saga: CreateOrderSaga
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], set[ResourceRef]]:
-        """The UPDATE's parameters for the saga's changed columns (its version checked), its
-        new history rows, and the resources beside its columns it came to hold."""
+    def _changes(self, connection: Connection, saga: CreateOrderSaga) -> _Change:
+        """What saving the saga writes: its changed columns (its version checked), its new
+        history rows, and the resources beside its columns it came to hold."""
         progress = progress_row(saga)
         known = self._stored.get(saga.id)
         if known is not None and known.version != saga.version:
@@ -337,7 +342,6 @@ class SqlAlchemySagaRepository(SagaRepository):
                 raise ConcurrencyConflict(f"saga {saga.id} is no longer at version {saga.version}")
             known = None
         changed = progress if known is None else {k: v for k, v in progress.items() if known.progress.get(k) != v}
-        self._saved_progress[saga.id] = progress
         held: set[ResourceRef] = set()
         if known is None or any(name in changed for name in _HOLDING_COLUMNS):
             held = resources_beside_columns(progress)
@@ -346,13 +350,15 @@ class SqlAlchemySagaRepository(SagaRepository):
         values = {**changed, "version": saga.version + 1, "match_id": saga.id, "match_version": saga.version}
         if known is not None:
             new = saga.history[known.history_length :]
-            return values, history_rows(saga.id, new, known.history_base + known.history_length), held
+            return _Change(
+                values, history_rows(saga.id, new, known.history_base + known.history_length), held, progress
+            )
         stored_length = connection.execute(COUNT_HISTORY, {"saga_id": saga.id}).scalar_one()
         if len(saga.history) < stored_length:
             # History only grows; one that shrank is stored anew.
             connection.execute(DELETE_HISTORY, {"saga_id": saga.id})
             stored_length = 0
-        return values, history_rows(saga.id, saga.history[stored_length:], stored_length), held
+        return _Change(values, history_rows(saga.id, saga.history[stored_length:], stored_length), held, progress)
 
     @staticmethod
     def _hold(connection: Connection, held: Sequence[tuple[str, Collection[ResourceRef]]]) -> None:
